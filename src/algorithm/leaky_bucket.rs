@@ -1,0 +1,167 @@
+//! Leaky bucket: a queue that drains at exactly the rate.
+
+use super::sealed::Step;
+use super::{Meter, div_ceil};
+use crate::rate::MAX_EXACT;
+use crate::{Decision, Rate, Result, error::invalid};
+
+/// A queue that lets requests out at exactly `rate`, like nginx `limit_req`
+/// with `burst=capacity`.
+///
+/// Each admitted request gets a departure slot `period / amount` after the
+/// previous one, and [`Decision::wait`] says how long to hold it. A request
+/// whose wait would be more than `capacity` slots is rejected, so up to
+/// `capacity + 1` are admitted at once (one departs now, `capacity` wait),
+/// and that is what [`Decision::limit`] reports. Its output never bursts.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::{InMemory, LeakyBucket, Rate};
+///
+/// let limiter = InMemory::new(LeakyBucket::new(5, Rate::per_second(10))?);
+/// let waits: Vec<_> = (0..10)
+///     .map(|_| limiter.check_sync("burst"))
+///     .collect::<Result<Vec<_>, _>>()?
+///     .into_iter()
+///     .filter(|decision| decision.is_allowed())
+///     .map(|decision| decision.wait().as_millis())
+///     .collect();
+/// assert_eq!(waits, [0, 100, 200, 300, 400, 500]);
+/// # Ok::<(), tollgate::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeakyBucket {
+    pub(crate) capacity: u64,
+    pub(crate) amount: u64,
+    pub(crate) period_us: u64,
+}
+
+impl LeakyBucket {
+    /// A queue of `capacity` waiting requests, drained at `rate`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero
+    /// capacity, amount or period, a period that is not whole microseconds,
+    /// or `(capacity + 1) × period` (in µs) above 2^53, the limit of exact
+    /// arithmetic in Redis's Lua.
+    pub fn new(capacity: u64, rate: Rate) -> Result<Self> {
+        let (amount, period_us) = rate.to_micros()?;
+        if capacity == 0 {
+            return Err(invalid("the leaky bucket's capacity must be at least 1"));
+        }
+        let full = capacity.checked_add(1).and_then(|slots| slots.checked_mul(period_us));
+        if full.is_none_or(|full| full > MAX_EXACT) {
+            return Err(invalid(format!(
+                "the leaky bucket's (capacity + 1) × period must be at most 2^53 µs for exact arithmetic, \
+                 not ({capacity} + 1) × {period_us} µs"
+            )));
+        }
+        Ok(Self { capacity, amount, period_us })
+    }
+
+    /// Requests admitted at once: the one departing now and those waiting.
+    fn slots(&self) -> u64 {
+        self.capacity + 1
+    }
+
+    /// The backlog of a full queue. A request is `period_us` units of backlog.
+    fn full_backlog(&self) -> u64 {
+        self.slots() * self.period_us
+    }
+}
+
+impl Step for LeakyBucket {
+    type State = Meter;
+
+    fn limit(&self) -> u64 {
+        self.slots()
+    }
+
+    fn max_cost(&self) -> u64 {
+        self.slots()
+    }
+
+    #[inline]
+    fn step(&self, meter: &mut Meter, now_us: u64, cost: u64) -> Decision {
+        // The backlog is the queue's length in time, in units of 1/amount µs:
+        // a new request departs when it has drained.
+        let (backlog, now_us) = meter.drained(now_us, self.amount);
+        let slots_left = |backlog: u64| (self.full_backlog() - backlog) / self.period_us;
+        let until_empty = |backlog: u64| div_ceil(backlog, self.amount);
+
+        let new_backlog = backlog + cost * self.period_us;
+        if new_backlog > self.full_backlog() {
+            let retry_after = div_ceil(new_backlog - self.full_backlog(), self.amount);
+            return Decision::denied(self.slots(), slots_left(backlog), retry_after, until_empty(backlog));
+        }
+        if cost == 0 {
+            return Decision::allowed(self.slots(), slots_left(backlog), until_empty(backlog), 0);
+        }
+        *meter = Meter { debt: new_backlog, updated_us: now_us };
+        Decision::allowed(self.slots(), slots_left(new_backlog), until_empty(new_backlog), until_empty(backlog))
+    }
+
+    fn expires_at(&self, meter: &Meter) -> u64 {
+        meter.empty_at(self.amount)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const MS: u64 = 1_000;
+
+    #[test]
+    fn a_burst_of_ten_is_admitted_six_with_waits_a_slot_apart() {
+        let bucket = LeakyBucket::new(5, Rate::per_second(10)).unwrap();
+        let mut meter = Meter::default();
+        let decisions: Vec<_> = (0..10).map(|_| bucket.step(&mut meter, 0, 1)).collect();
+        let waits: Vec<_> = decisions.iter().filter(|d| d.is_allowed()).map(|d| d.wait()).collect();
+        let expected: Vec<_> = (0..6).map(|slot| Duration::from_millis(100 * slot)).collect();
+        assert_eq!(waits, expected);
+        assert_eq!(decisions[6].retry_after(), Some(Duration::from_millis(100)));
+        assert_eq!(decisions[0].limit(), 6);
+    }
+
+    #[test]
+    fn departures_stay_a_slot_apart_with_fractional_slots() {
+        // 3 a second: a slot every 333_333.3 µs; departures never drift closer.
+        let bucket = LeakyBucket::new(2, Rate::per_second(3)).unwrap();
+        let mut meter = Meter::default();
+        let mut departures = Vec::new();
+        for now in (0..10_000 * MS).step_by(50 * MS as usize) {
+            let decision = bucket.step(&mut meter, now, 1);
+            if decision.is_allowed() {
+                departures.push(now + decision.wait().as_micros() as u64);
+            }
+        }
+        // Arrivals run to 9.95 s and a request may wait two slots: slots 0 to 31.
+        assert_eq!(departures.len(), 32);
+        for (n, departure) in departures.iter().enumerate() {
+            assert_eq!(*departure, div_ceil(n as u64 * 1_000_000, 3), "departure {n}");
+        }
+    }
+
+    #[test]
+    fn a_denial_and_a_peek_change_nothing_and_hold_nobody() {
+        let bucket = LeakyBucket::new(1, Rate::per_second(1)).unwrap();
+        let mut meter = Meter::default();
+        let _ = bucket.step(&mut meter, 0, 2);
+        let before = meter;
+        let denied = bucket.step(&mut meter, 0, 1);
+        assert_eq!(denied.wait(), Duration::ZERO);
+        let peek = bucket.step(&mut meter, 0, 0);
+        assert_eq!((peek.is_allowed(), peek.wait(), peek.remaining()), (true, Duration::ZERO, 0));
+        assert_eq!(meter, before);
+    }
+
+    #[test]
+    fn configurations_too_large_for_exact_arithmetic_are_rejected() {
+        assert!(LeakyBucket::new(u64::MAX, Rate::per_second(1)).is_err());
+        assert!(LeakyBucket::new(0, Rate::per_second(1)).is_err());
+    }
+}

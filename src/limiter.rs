@@ -1,0 +1,92 @@
+//! The [`RateLimiter`] trait: what every backend offers.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{Decision, Result};
+
+/// A keyed rate limiter: one allowance per key (a user, an IP, an API key).
+///
+/// Object safe, so a server can hold an `Arc<dyn RateLimiter>` and not care
+/// which algorithm or backend is behind it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tollgate::{FixedWindow, InMemory, Rate, RateLimiter};
+///
+/// # tokio_test_block_on(async {
+/// let limiter: Arc<dyn RateLimiter> = Arc::new(InMemory::new(FixedWindow::new(Rate::per_minute(2))?));
+/// assert!(limiter.check("alice").await?.is_allowed());
+/// assert!(limiter.check("alice").await?.is_allowed());
+/// assert!(!limiter.check("alice").await?.is_allowed());
+/// assert!(limiter.check("bob").await?.is_allowed());
+/// # Ok::<(), tollgate::Error>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[async_trait]
+pub trait RateLimiter: fmt::Debug + Send + Sync {
+    /// Asks to admit one request for `key`. Same as `check_n(key, 1)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_n`](Self::check_n).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`check_n`](Self::check_n).
+    async fn check(&self, key: &str) -> Result<Decision> {
+        self.check_n(key, 1).await
+    }
+
+    /// Asks to admit a request that costs `cost` units for `key`. If it is
+    /// allowed the cost is taken from the key's allowance; if it is denied,
+    /// nothing changes. A `cost` of 0 is a peek: it reports the allowance and
+    /// takes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CostTooHigh`](crate::Error::CostTooHigh) when `cost` is more
+    /// than the limiter could ever admit at once (before any backend call), and
+    /// backend failures (for Redis, as its failure policy decides). Being
+    /// limited is not an error: it is a denied [`Decision`].
+    ///
+    /// # Cancel safety
+    ///
+    /// In memory the decision is made before the first await, so the future
+    /// either never ran or has completed. On a remote backend, dropping the
+    /// future after the request was sent may leave the cost taken without
+    /// the caller learning it: it errs towards limiting, never towards
+    /// admitting too much.
+    async fn check_n(&self, key: &str, cost: u64) -> Result<Decision>;
+
+    /// Forgets `key`: its next request starts from a full allowance.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures only.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future may leave the key reset or not, never in between.
+    async fn reset(&self, key: &str) -> Result<()>;
+}
+
+#[async_trait]
+impl<L: RateLimiter + ?Sized> RateLimiter for Arc<L> {
+    async fn check(&self, key: &str) -> Result<Decision> {
+        (**self).check(key).await
+    }
+
+    async fn check_n(&self, key: &str, cost: u64) -> Result<Decision> {
+        (**self).check_n(key, cost).await
+    }
+
+    async fn reset(&self, key: &str) -> Result<()> {
+        (**self).reset(key).await
+    }
+}

@@ -1,0 +1,153 @@
+//! [`InMemory`]: the one-process backend.
+//!
+//! Keys live in a fixed set of shards, each a `parking_lot` mutex around a
+//! hash table, so threads contend only when their keys share a shard. A key is
+//! hashed once, and that hash both picks the shard and probes its table.
+//! Idle keys are swept as the store is used, with no background task.
+
+mod shard;
+
+use std::hash::BuildHasher;
+
+use async_trait::async_trait;
+
+use self::shard::Shard;
+use crate::algorithm::{Algorithm, check_cost};
+use crate::clock::{Clock, MonotonicClock, micros};
+use crate::{Decision, RateLimiter, Result};
+
+/// A keyed rate limiter in this process's memory.
+///
+/// Exact under contention: each decision holds its key's shard lock from
+/// reading the state to writing it. Memory stays bounded by the keys that are
+/// still limited: a key whose allowance is back to full is swept as the store
+/// is used (see [`cleanup`](Self::cleanup)).
+///
+/// ```
+/// use tollgate::{InMemory, Rate, TokenBucket};
+///
+/// let limiter = InMemory::new(TokenBucket::new(2, Rate::per_second(1))?);
+/// assert!(limiter.check_sync("user:42")?.is_allowed());
+/// assert!(limiter.check_sync("user:42")?.is_allowed());
+/// let denied = limiter.check_sync("user:42")?;
+/// assert!(!denied.is_allowed());
+/// assert!(denied.retry_after().unwrap() <= std::time::Duration::from_secs(1));
+/// # Ok::<(), tollgate::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct InMemory<A: Algorithm, C: Clock = MonotonicClock> {
+    algorithm: A,
+    clock: C,
+    hasher: foldhash::fast::RandomState,
+    shards: Box<[Shard<A::State>]>,
+    shard_mask: u64,
+}
+
+impl<A: Algorithm> InMemory<A> {
+    /// A limiter on the default, monotonic clock.
+    pub fn new(algorithm: A) -> Self {
+        Self::with_clock(algorithm, MonotonicClock::new())
+    }
+}
+
+impl<A: Algorithm, C: Clock> InMemory<A, C> {
+    /// A limiter on `clock`, such as a [`ManualClock`](crate::ManualClock) in tests.
+    pub fn with_clock(algorithm: A, clock: C) -> Self {
+        let shards = shard_count();
+        Self {
+            algorithm,
+            clock,
+            hasher: foldhash::fast::RandomState::default(),
+            shards: (0..shards).map(|_| Shard::default()).collect(),
+            shard_mask: shards as u64 - 1,
+        }
+    }
+
+    /// The algorithm this limiter runs.
+    pub fn algorithm(&self) -> &A {
+        &self.algorithm
+    }
+
+    /// The clock this limiter reads.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// [`RateLimiter::check`] without the async wrapper: the hot path. It
+    /// allocates only to remember a key it has not seen.
+    ///
+    /// # Errors
+    ///
+    /// None for a cost of 1: the algorithm was validated when it was built.
+    pub fn check_sync(&self, key: &str) -> Result<Decision> {
+        self.check_n_sync(key, 1)
+    }
+
+    /// [`RateLimiter::check_n`] without the async wrapper.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CostTooHigh`](crate::Error::CostTooHigh) when `cost` is more
+    /// than the algorithm can ever admit at once.
+    #[inline]
+    pub fn check_n_sync(&self, key: &str, cost: u64) -> Result<Decision> {
+        check_cost(&self.algorithm, cost)?;
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard(hash);
+        let now_us = micros(self.clock.now());
+        Ok(shard.decide(&self.algorithm, &self.hasher, hash, key, now_us, cost))
+    }
+
+    /// Forgets `key`: its next request starts from a full allowance.
+    pub fn reset_sync(&self, key: &str) {
+        let hash = self.hasher.hash_one(key);
+        self.shard(hash).remove(hash, key);
+    }
+
+    /// The number of keys held, including idle ones not yet swept.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(Shard::len).sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every key whose allowance is back to full, and gives back the
+    /// memory they held; returns how many were forgotten.
+    ///
+    /// Never needed for correctness or to bound memory: each shard sweeps
+    /// itself after a number of operations proportional to its size. Call it
+    /// to reclaim memory at once, for instance after a traffic spike.
+    pub fn cleanup(&self) -> usize {
+        let now_us = micros(self.clock.now());
+        self.shards.iter().map(|shard| shard.sweep(&self.algorithm, &self.hasher, now_us)).sum()
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &Shard<A::State> {
+        // The table uses the hash's low bits for buckets and its top seven for
+        // tags; the shard takes bits from the middle so the three stay independent.
+        &self.shards[((hash >> 32) & self.shard_mask) as usize]
+    }
+}
+
+#[async_trait]
+impl<A: Algorithm, C: Clock> RateLimiter for InMemory<A, C> {
+    async fn check_n(&self, key: &str, cost: u64) -> Result<Decision> {
+        self.check_n_sync(key, cost)
+    }
+
+    async fn reset(&self, key: &str) -> Result<()> {
+        self.reset_sync(key);
+        Ok(())
+    }
+}
+
+/// Enough shards that two cores rarely meet on one, and that a sweep
+/// holds one lock over a small part of the keys.
+fn shard_count() -> usize {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    (cores * 16).clamp(64, 1024).next_power_of_two()
+}

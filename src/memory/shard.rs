@@ -1,0 +1,111 @@
+//! One shard of the in-memory store: a locked hash table that sweeps itself.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use parking_lot::Mutex;
+
+use crate::Decision;
+use crate::algorithm::{Algorithm, sealed::Step};
+
+/// Sweeps no more often than this many operations, so that a shard with few
+/// keys does not sweep on every call.
+const MIN_OPERATIONS_BETWEEN_SWEEPS: u64 = 1024;
+
+/// A lock around a table of keys. Aligned to 128 bytes so that two shards
+/// never share a cache line (or the pair the prefetcher fetches together).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(super) struct Shard<S> {
+    table: Mutex<Table<S>>,
+}
+
+#[derive(Debug)]
+struct Table<S> {
+    entries: HashTable<Entry<S>>,
+    // Counts down to the next sweep; reset to the table's size by each sweep,
+    // so sweeping costs O(1) per operation amortized.
+    operations_until_sweep: u64,
+}
+
+impl<S> Default for Table<S> {
+    fn default() -> Self {
+        Self { entries: HashTable::new(), operations_until_sweep: MIN_OPERATIONS_BETWEEN_SWEEPS }
+    }
+}
+
+#[derive(Debug)]
+struct Entry<S> {
+    key: Box<str>,
+    state: S,
+}
+
+impl<S> Shard<S> {
+    pub(super) fn len(&self) -> usize {
+        self.table.lock().entries.len()
+    }
+
+    pub(super) fn remove(&self, hash: u64, key: &str) {
+        let mut table = self.table.lock();
+        if let Ok(entry) = table.entries.find_entry(hash, |entry| &*entry.key == key) {
+            entry.remove();
+        }
+    }
+}
+
+impl<S: Default> Shard<S> {
+    #[inline]
+    pub(super) fn decide<A>(
+        &self,
+        algorithm: &A,
+        hasher: &foldhash::fast::RandomState,
+        hash: u64,
+        key: &str,
+        now_us: u64,
+        cost: u64,
+    ) -> Decision
+    where
+        A: Algorithm + Step<State = S>,
+    {
+        let mut table = self.table.lock();
+        table.operations_until_sweep -= 1;
+        if table.operations_until_sweep == 0 {
+            table.sweep(algorithm, hasher, now_us);
+        }
+        if let Some(entry) = table.entries.find_mut(hash, |entry| &*entry.key == key) {
+            return algorithm.step(&mut entry.state, now_us, cost);
+        }
+        let mut state = S::default();
+        let decision = algorithm.step(&mut state, now_us, cost);
+        if decision.is_allowed() && cost > 0 {
+            let entry = Entry { key: key.into(), state };
+            table.entries.insert_unique(hash, entry, |entry| hasher.hash_one(&*entry.key));
+        }
+        decision
+    }
+
+    pub(super) fn sweep<A>(&self, algorithm: &A, hasher: &foldhash::fast::RandomState, now_us: u64) -> usize
+    where
+        A: Algorithm + Step<State = S>,
+    {
+        self.table.lock().sweep(algorithm, hasher, now_us)
+    }
+}
+
+impl<S> Table<S> {
+    /// Forgets the keys that read as new at `now_us`, and shrinks the table
+    /// when most of it is empty, so memory comes back after a spike.
+    fn sweep<A>(&mut self, algorithm: &A, hasher: &foldhash::fast::RandomState, now_us: u64) -> usize
+    where
+        A: Algorithm + Step<State = S>,
+    {
+        let before = self.entries.len();
+        self.entries.retain(|entry| algorithm.expires_at(&entry.state) > now_us);
+        let after = self.entries.len();
+        if self.entries.capacity() > 4 * after.max(16) {
+            self.entries.shrink_to(2 * after, |entry| hasher.hash_one(&*entry.key));
+        }
+        self.operations_until_sweep = (after as u64).max(MIN_OPERATIONS_BETWEEN_SWEEPS);
+        before - after
+    }
+}

@@ -1,0 +1,1 @@
+//! The integration tests: one binary, so linking is paid once.
