@@ -306,6 +306,36 @@ async fn a_limiter_error_is_answered_503_with_the_error_for_logging_layers() {
     assert_eq!(inner.calls(), 0);
 }
 
+/// A backend that never answers.
+#[derive(Debug)]
+struct Silent;
+
+#[async_trait]
+impl RateLimiter for Silent {
+    async fn check_n(&self, _: &str, _: u64) -> tollgate::Result<Decision> {
+        std::future::pending().await
+    }
+
+    async fn reset(&self, _: &str) -> tollgate::Result<()> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limiter_that_never_answers_is_cut_short_by_the_check_timeout_with_503() {
+    let inner = Inner::default();
+    let layer =
+        RateLimitLayer::new(Arc::new(Silent), KeyExtractor::global("all")).check_timeout(Duration::from_millis(250));
+    let mut service = layer.layer(inner.clone());
+    let start = tokio::time::Instant::now();
+    let response = service.ready().await.unwrap().call(request()).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(250));
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let error = response.extensions().get::<Arc<Error>>().expect("the timeout error");
+    assert!(matches!(**error, Error::Timeout(limit) if limit == Duration::from_millis(250)));
+    assert_eq!(inner.calls(), 0);
+}
+
 #[tokio::test]
 async fn with_nested_layers_every_policy_is_listed_and_x_headers_show_the_tightest() {
     let global = Arc::new(InMemory::new(FixedWindow::new(Rate::per_hour(100)).unwrap()));
@@ -484,12 +514,13 @@ async fn the_axum_example_answers_exact_counts_of_200_and_429_over_http() {
     }
     assert_eq!(statuses, [200, 200, 429], "per client IP, through axum's ConnectInfo");
 
+    // Only what each client's own limit admitted reached the global one:
+    // alice 3, bob 1, the public client 2 (all within the last second).
+    assert_eq!(remaining(&*global, "all").await, 1000 - 6);
+
     tokio::time::sleep(Duration::from_secs(retry_after)).await;
     let again = get("/api/hello", Some("alice")).send().await.unwrap();
     check_headers(&again);
     assert_eq!(again.status(), StatusCode::OK, "a request after Retry-After is admitted");
-    // Only what each client's own limit admitted reached the global one:
-    // alice 3 + 1, bob 1, the public client 2.
-    assert_eq!(remaining(&*global, "all").await, 1000 - 7);
     server.abort();
 }

@@ -39,6 +39,7 @@ pub(crate) struct Config {
     pub(crate) key: KeyExtractor,
     pub(crate) missing_key: MissingKey,
     pub(crate) policy: Policy,
+    pub(crate) check_timeout: Option<Duration>,
 }
 
 impl RateLimitLayer {
@@ -48,7 +49,7 @@ impl RateLimitLayer {
     /// `"default"` and advertises no window.
     pub fn new(limiter: Arc<dyn RateLimiter>, key: KeyExtractor) -> Self {
         let policy = Policy { name: "default".to_owned(), window_secs: None };
-        Self { config: Arc::new(Config { limiter, key, missing_key: MissingKey::Reject, policy }) }
+        Self { config: Arc::new(Config { limiter, key, missing_key: MissingKey::Reject, policy, check_timeout: None }) }
     }
 
     /// What to do with a request that has no key: reject it with 400, or use
@@ -79,6 +80,21 @@ impl RateLimitLayer {
     /// refill from empty. Without it `w` is left out (it is optional).
     pub fn window(mut self, window: Duration) -> Self {
         Arc::make_mut(&mut self.config).policy.window_secs = Some(ceil_secs(window).max(1));
+        self
+    }
+
+    /// The longest the layer waits for the limiter's answer; after that the
+    /// request is answered 503 as if the limiter had failed with
+    /// [`Error::Timeout`](crate::Error::Timeout). Off by default: the
+    /// in-memory limiter answers at once, and the Redis backend has a
+    /// timeout of its own. Set it to bound a backend you do not trust to
+    /// give up. A check cut short may still have taken its cost (see
+    /// [`RateLimiter::check_n`]'s cancel safety): it errs towards limiting.
+    ///
+    /// The leaky bucket's hold is not part of the check and is not cut
+    /// short.
+    pub fn check_timeout(mut self, timeout: Duration) -> Self {
+        Arc::make_mut(&mut self.config).check_timeout = Some(timeout);
         self
     }
 }

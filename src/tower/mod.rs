@@ -16,8 +16,9 @@
 //! - **limiter error** (after the backend's own failure policy, such as the
 //!   Redis backend failing open, has had its say): answers `503 Service
 //!   Unavailable`, with the error as an `Arc<tollgate::Error>` in the
-//!   response's extensions for logging layers. It never panics, and never
-//!   waits longer than the backend's own timeout.
+//!   response's extensions for logging layers. It never panics, and waits
+//!   no longer than the backend's own timeout, or
+//!   [`RateLimitLayer::check_timeout`] if that is set.
 //!
 //! ## Headers
 //!

@@ -16,7 +16,7 @@ use tower_service::Service;
 use super::MissingKey;
 use super::headers::{limiter_failed, missing_key};
 use super::layer::Config;
-use crate::{Decision, Result};
+use crate::{Decision, Error, Result};
 
 /// The body of a [`RateLimit`] response: the inner service's body, or the
 /// JSON body of a response the middleware wrote itself (400, 429, 503).
@@ -94,7 +94,15 @@ where
             None => State::Respond { response: Some(missing_key()) },
             Some(key) => {
                 let limiter = Arc::clone(&self.config.limiter);
-                let check: Check = Box::pin(async move { limiter.check(&key).await });
+                let timeout = self.config.check_timeout;
+                let check: Check = Box::pin(async move {
+                    match timeout {
+                        None => limiter.check(&key).await,
+                        Some(limit) => {
+                            tokio::time::timeout(limit, limiter.check(&key)).await.unwrap_or(Err(Error::Timeout(limit)))
+                        }
+                    }
+                });
                 State::Checking { check, held: Some((inner, request)) }
             }
         };
