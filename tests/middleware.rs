@@ -524,3 +524,33 @@ async fn the_axum_example_answers_exact_counts_of_200_and_429_over_http() {
     assert_eq!(again.status(), StatusCode::OK, "a request after Retry-After is admitted");
     server.abort();
 }
+
+#[tokio::test]
+async fn concurrent_requests_over_http_are_admitted_exactly_up_to_the_limit() {
+    let per_minute = |amount| -> (Arc<dyn RateLimiter>, Duration) {
+        (Arc::new(InMemory::new(SlidingLog::new(Rate::per_minute(amount)).unwrap())), Duration::from_secs(60))
+    };
+    let limits = axum_app::Limits { global: per_minute(1000), per_key: per_minute(10), per_ip: per_minute(10) };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/hello", listener.local_addr().unwrap());
+    let server = tokio::spawn(axum_app::serve(listener, axum_app::app(limits).unwrap()));
+    let client = reqwest::Client::new();
+
+    let requests: Vec<_> = (0..25)
+        .map(|_| {
+            let request = client.get(&url).header("x-api-key", "carol").send();
+            tokio::spawn(async move { request.await.unwrap().status() })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut too_many = 0;
+    for request in requests {
+        match request.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => too_many += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((ok, too_many), (10, 15));
+    server.abort();
+}
