@@ -232,10 +232,10 @@ async fn a_request_without_a_key_can_fall_back_to_one_shared_key() {
 async fn peer_ip_keys_on_the_address_not_the_port() {
     let limiter = three_per_ten_seconds();
     let mut service = RateLimitLayer::new(limiter.clone(), KeyExtractor::peer_ip()).layer(Inner::default());
-    for peer in ["10.0.0.1:5000", "10.0.0.1:5001", "[2001:db8::1]:443"] {
+    for peer in ["10.0.0.1:5000", "[::ffff:10.0.0.1]:5001", "[2001:db8::1]:443"] {
         assert_eq!(send(&mut service, from_peer(peer)).await.0, StatusCode::OK);
     }
-    assert_eq!(remaining(&*limiter, "10.0.0.1").await, 1);
+    assert_eq!(remaining(&*limiter, "10.0.0.1").await, 1, "one allowance over IPv4 and IPv4-mapped IPv6");
     assert_eq!(remaining(&*limiter, "2001:db8::1").await, 2);
     assert_eq!(send(&mut service, request()).await.0, StatusCode::BAD_REQUEST, "no address, no key");
 }
@@ -398,6 +398,15 @@ async fn a_client_that_goes_away_while_held_costs_nothing_more() {
     // Two slots taken (the limiter's clock did not move): the abandoned
     // request kept its own slot and nothing else.
     assert_eq!(remaining(&*limiter, "all").await, 4);
+}
+
+#[test]
+fn the_layer_fits_axum_routers_layer_and_route_layer() {
+    let layer = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all"));
+    let _: axum::Router = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "hello" }))
+        .route_layer(layer.clone())
+        .layer(layer);
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub fn app(limits: Limits) -> tollgate::Result<Router> {
     // not depend on axum, so the key extractor reads it with a closure.
     let by_ip = KeyExtractor::from_fn(|parts| {
         let ConnectInfo(addr) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;
-        Some(addr.ip().to_string())
+        Some(addr.ip().to_canonical().to_string())
     });
     let per_ip = RateLimitLayer::new(per_ip, by_ip).policy_name("per-ip")?.window(per_ip_window);
     let public = Router::new()

@@ -42,7 +42,9 @@ enum Kind {
 
 impl KeyExtractor {
     /// The client's IP address, from a [`SocketAddr`] in the request's
-    /// extensions; a request without one has no key.
+    /// extensions; a request without one has no key. An IPv4 client seen by
+    /// a dual-stack listener (`::ffff:192.0.2.1`) is keyed as its IPv4
+    /// address, so it has one allowance however it connects.
     ///
     /// hyper-based servers differ in how they expose the peer address, so the
     /// server inserts it. With axum, whose
@@ -56,7 +58,7 @@ impl KeyExtractor {
     ///
     /// let by_ip = KeyExtractor::from_fn(|parts| {
     ///     let ConnectInfo(addr) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;
-    ///     Some(addr.ip().to_string())
+    ///     Some(addr.ip().to_canonical().to_string())
     /// });
     /// ```
     ///
@@ -89,7 +91,7 @@ impl KeyExtractor {
     /// The key of the request whose head is `parts`, if it has one.
     pub fn extract(&self, parts: &Parts) -> Option<String> {
         match &self.kind {
-            Kind::PeerIp => parts.extensions.get::<SocketAddr>().map(|addr| addr.ip().to_string()),
+            Kind::PeerIp => parts.extensions.get::<SocketAddr>().map(|addr| addr.ip().to_canonical().to_string()),
             Kind::Header(name) => {
                 let value = parts.headers.get(name)?.to_str().ok()?;
                 (!value.is_empty()).then(|| value.to_owned())
