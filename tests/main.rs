@@ -5,4 +5,6 @@ mod support;
 mod bad_input;
 mod concurrency;
 mod invariants;
+#[cfg(feature = "tower")]
+mod middleware;
 mod models_match;
