@@ -45,6 +45,9 @@ mod error;
 mod limiter;
 mod memory;
 mod rate;
+#[cfg(feature = "redis")]
+#[path = "redis/mod.rs"]
+mod redis_backend;
 
 pub use algorithm::{Algorithm, FixedWindow, LeakyBucket, SlidingLog, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock};
@@ -53,3 +56,5 @@ pub use error::{Error, Result};
 pub use limiter::RateLimiter;
 pub use memory::InMemory;
 pub use rate::Rate;
+#[cfg(feature = "redis")]
+pub use redis_backend::{FailurePolicy, Redis, RedisBuilder};
