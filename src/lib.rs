@@ -34,6 +34,8 @@
 //! ## Features
 //!
 //! - `redis`: the Redis backend.
+//! - `tower`: [`tower::RateLimitLayer`], HTTP middleware for tower and axum
+//!   that answers 429 with `Retry-After` and the IETF `RateLimit` headers.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -48,6 +50,8 @@ mod rate;
 #[cfg(feature = "redis")]
 #[path = "redis/mod.rs"]
 mod redis_backend;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use algorithm::{Algorithm, FixedWindow, LeakyBucket, SlidingLog, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock};

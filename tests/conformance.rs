@@ -240,7 +240,7 @@ macro_rules! for_each_algorithm {
 pub(crate) async fn a_clock_that_goes_back_admits_nothing_extra(backend: &impl Backend) {
     for_each_algorithm!(3, |algorithm| {
         let clock = ManualClock::starting_at(START + Duration::from_secs(7200));
-        let limiter = backend.limiter(algorithm.clone(), &clock).await;
+        let limiter = backend.limiter(algorithm, &clock).await;
         assert!(limiter.check_n("user", 3).await.unwrap().is_allowed());
         clock.set(START);
         let decision = limiter.check("user").await.unwrap();
@@ -251,7 +251,7 @@ pub(crate) async fn a_clock_that_goes_back_admits_nothing_extra(backend: &impl B
 pub(crate) async fn a_cost_over_the_maximum_is_an_error_and_a_zero_cost_peeks(backend: &impl Backend) {
     for_each_algorithm!(3, |algorithm| {
         let clock = ManualClock::starting_at(START);
-        let limiter = backend.limiter(algorithm.clone(), &clock).await;
+        let limiter = backend.limiter(algorithm, &clock).await;
         let error = limiter.check_n("user", 4).await.unwrap_err();
         assert!(matches!(error, Error::CostTooHigh { cost: 4, max: 3 }), "{algorithm:?}: {error}");
         let peek = limiter.check_n("user", 0).await.unwrap();
@@ -276,7 +276,7 @@ async fn align_to_an_hourly_window() {
 pub(crate) async fn exactly_the_limit_is_admitted_under_concurrency(backend: &impl Backend) {
     for_each_algorithm!(50, |algorithm| {
         align_to_an_hourly_window().await;
-        let limiters = backend.limiters(algorithm.clone(), None, 8).await;
+        let limiters = backend.limiters(algorithm, None, 8).await;
         let tasks: Vec<_> = (0..100)
             .map(|task| {
                 let limiter = Arc::clone(&limiters[task % limiters.len()]);
@@ -341,7 +341,7 @@ pub(crate) async fn awkward_keys_each_get_their_own_allowance(backend: &impl Bac
 pub(crate) async fn reset_gives_a_key_its_full_allowance_back(backend: &impl Backend) {
     for_each_algorithm!(2, |algorithm| {
         let clock = ManualClock::starting_at(START);
-        let limiter = backend.limiter(algorithm.clone(), &clock).await;
+        let limiter = backend.limiter(algorithm, &clock).await;
         assert!(limiter.check_n("user", 2).await.unwrap().is_allowed());
         assert!(limiter.check_n("other", 2).await.unwrap().is_allowed());
         limiter.reset("user").await.unwrap();

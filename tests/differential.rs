@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
+use proptest::test_runner::{Config, TestRunner};
 use tollgate::{
     Algorithm, Clock, Decision, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, Redis, SlidingLog,
     TokenBucket,
 };
 
+use crate::support::proptest_config;
 use crate::support::redis_server::RedisServer;
 
 /// About now, in µs since the epoch: the scripts see realistic magnitudes.
@@ -78,12 +79,7 @@ fn decide_alike<A: Algorithm>(cases: u32, strategy: impl Strategy<Value = (A, u6
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let connection = runtime.block_on(server.connection());
     let prefixes = AtomicU64::new(0);
-    let config = Config {
-        cases,
-        source_file: Some(file!()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel("proptest-regressions"))),
-        ..Config::default()
-    };
+    let config = Config { source_file: Some(file!()), ..proptest_config(cases) };
     let result = TestRunner::new(config).run(&strategy, |(algorithm, offset_us, ops)| {
         let clock = ManualClock::starting_at(Duration::from_micros(START_US + offset_us));
         let memory = InMemory::with_clock(algorithm.clone(), clock.clone());
