@@ -354,3 +354,39 @@ async fn fallback_to_memory_limits_in_memory_within_the_timeout_and_recovers() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn connecting_to_a_server_that_is_not_there_is_an_error_within_seconds() {
+    let Some(mut server) = RedisServer::start() else { return };
+    server.stop();
+    let started = Instant::now();
+    let outcome = Redis::builder(FixedWindow::new(Rate::per_second(1)).unwrap()).connect(&server.url()).await;
+    let elapsed = started.elapsed();
+    assert!(matches!(outcome, Err(Error::Redis(_))), "{outcome:?}");
+    eprintln!("connect to a closed port failed after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_limiter_on_a_lazy_connection_starts_while_redis_is_down_and_uses_it_once_up() {
+    let Some(mut server) = RedisServer::start() else { return };
+    server.stop();
+    let client = redis::Client::open(server.url()).unwrap();
+    let config = redis::aio::ConnectionManagerConfig::new().set_max_delay(Duration::from_millis(200));
+    let connection = redis::aio::ConnectionManager::new_lazy_with_config(client, config).unwrap();
+    let limiter = Redis::builder(FixedWindow::new(Rate::per_hour(1)).unwrap())
+        .failure_policy(FailurePolicy::Deny)
+        .build(connection)
+        .unwrap();
+    let started = Instant::now();
+    assert!(!limiter.check("user").await.unwrap().is_allowed());
+    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !limiter.check("user").await.unwrap().is_allowed() {
+        assert!(Instant::now() < deadline, "Redis was never used");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!limiter.check("user").await.unwrap().is_allowed());
+}

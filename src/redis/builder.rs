@@ -107,7 +107,11 @@ impl<A: Algorithm> RedisBuilder<A> {
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) as
     /// [`build`](Self::build) (checked before connecting), and
     /// [`Error::Redis`](crate::Error::Redis) for a bad URL or a server that
-    /// cannot be reached (after the connection manager's retries).
+    /// cannot be reached, after the connection manager's retries (about 3 s
+    /// for a closed port on loopback). To start while Redis is down and let
+    /// the failure policy answer until it is up, [`build`](Self::build) on
+    /// a connection manager made with
+    /// [`ConnectionManager::new_lazy_with_config`] instead.
     ///
     /// # Cancel safety
     ///
