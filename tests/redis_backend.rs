@@ -392,3 +392,63 @@ async fn a_limiter_on_a_lazy_connection_starts_while_redis_is_down_and_uses_it_o
     }
     assert!(!limiter.check("user").await.unwrap().is_allowed());
 }
+
+/// A connection on which every `SCRIPT LOAD` is followed by a `SCRIPT FLUSH`:
+/// the race that redis-rs's reload alone loses. Counts the `EVAL`s sent.
+#[derive(Clone)]
+struct FlushingAfterEveryLoad {
+    inner: redis::aio::MultiplexedConnection,
+    evals: Arc<AtomicU64>,
+}
+
+impl redis::aio::ConnectionLike for FlushingAfterEveryLoad {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(async move {
+            let name: Vec<Vec<u8>> = cmd
+                .args_iter()
+                .take(2)
+                .map(|arg| match arg {
+                    redis::Arg::Simple(bytes) => bytes.to_ascii_uppercase(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            if name[0] == b"EVAL" {
+                self.evals.fetch_add(1, Ordering::Relaxed);
+            }
+            let reply = self.inner.req_packed_command(cmd).await;
+            if name == [&b"SCRIPT"[..], b"LOAD"] {
+                redis::cmd("SCRIPT").arg("FLUSH").exec_async(&mut self.inner).await?;
+            }
+            reply
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.inner.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
+#[tokio::test]
+async fn a_flush_between_reload_and_retry_is_answered_with_eval() {
+    let Some(server) = RedisServer::start() else { return };
+    let evals = Arc::new(AtomicU64::new(0));
+    let connection = FlushingAfterEveryLoad { inner: server.connection().await, evals: Arc::clone(&evals) };
+    let limiter = Redis::builder(SlidingLog::new(Rate::per_hour(3)).unwrap()).build(connection).unwrap();
+    // The first check: EVALSHA fails (nothing loaded), the reload is flushed
+    // at once, the retried EVALSHA fails too, and EVAL runs the script and
+    // caches it; later checks' EVALSHAs find it.
+    for remaining in [2, 1, 0] {
+        let decision = limiter.check("user").await.expect("no call fails");
+        assert_eq!((decision.is_allowed(), decision.remaining()), (true, remaining));
+    }
+    assert_eq!(evals.load(Ordering::Relaxed), 1);
+}
