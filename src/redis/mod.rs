@@ -185,10 +185,18 @@ mod tests {
 
     fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
 
+    fn assert_limiter<L: RateLimiter + Send + Sync + Clone + 'static>() {}
+
     #[test]
     fn limiters_are_send_sync_clone_and_static() {
         assert_shareable::<Redis<TokenBucket>>();
-        assert_shareable::<Redis<SlidingLog, redis::aio::MultiplexedConnection>>();
+        assert_limiter::<Redis<SlidingLog, redis::aio::MultiplexedConnection>>();
+    }
+
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn a_cluster_connection_can_carry_a_limiter() {
+        assert_limiter::<Redis<TokenBucket, redis::cluster_async::ClusterConnection>>();
     }
 
     #[test]
