@@ -30,6 +30,9 @@ use crate::{Decision, Error, InMemory, RateLimiter, Result};
 /// [`RedisBuilder::client_time`]). Cloning is cheap and clones share the
 /// connection: concurrent checks are pipelined on it.
 ///
+/// Runs on Tokio, with timers enabled (as `#[tokio::main]` does): each call
+/// is bounded by [`tokio::time::timeout`].
+///
 /// ```no_run
 /// use tollgate::{FixedWindow, Rate, RateLimiter, Redis};
 ///
