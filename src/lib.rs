@@ -47,6 +47,9 @@ mod error;
 mod limiter;
 mod memory;
 mod rate;
+#[cfg(feature = "redis")]
+#[path = "redis/mod.rs"]
+mod redis_backend;
 #[cfg(feature = "tower")]
 pub mod tower;
 
@@ -57,3 +60,5 @@ pub use error::{Error, Result};
 pub use limiter::RateLimiter;
 pub use memory::InMemory;
 pub use rate::Rate;
+#[cfg(feature = "redis")]
+pub use redis_backend::{FailurePolicy, Redis, RedisBuilder};

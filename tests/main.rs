@@ -6,7 +6,12 @@ mod bad_input;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod concurrency;
+mod conformance;
+#[cfg(feature = "redis")]
+mod differential;
 mod invariants;
 #[cfg(feature = "tower")]
 mod middleware;
 mod models_match;
+#[cfg(feature = "redis")]
+mod redis_backend;

@@ -3,6 +3,8 @@
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod models;
+#[cfg(feature = "redis")]
+pub mod redis_server;
 
 /// `cases` per property, with failures kept in `tests/regressions/` (committed,
 /// so a case that once failed is tried first, forever).
