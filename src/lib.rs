@@ -34,6 +34,8 @@
 //! ## Features
 //!
 //! - `redis`: the Redis backend.
+//! - `cluster`: the Redis backend on a Redis Cluster,
+//!   [`RedisBuilder::connect_cluster`] (implies `redis`).
 //! - `tower`: [`tower::RateLimitLayer`], HTTP middleware for tower and axum
 //!   that answers 429 with `Retry-After` and the IETF `RateLimit` headers.
 
@@ -60,5 +62,7 @@ pub use error::{Error, Result};
 pub use limiter::RateLimiter;
 pub use memory::InMemory;
 pub use rate::Rate;
+#[cfg(feature = "cluster")]
+pub use redis_backend::ClusterConnection;
 #[cfg(feature = "redis")]
 pub use redis_backend::{FailurePolicy, Redis, RedisBuilder};

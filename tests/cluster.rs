@@ -1,6 +1,7 @@
-//! Redis Cluster: the local cluster the tests start, and what redis-rs's
-//! cluster client does on it when scripts meet NOSCRIPT, redirections and
-//! dead or slow nodes.
+//! Redis Cluster: first the local cluster the tests start, and what
+//! redis-rs's own cluster client does on it when scripts meet NOSCRIPT,
+//! redirections and dead or slow nodes; then tollgate on it (the
+//! conformance suite, keys over every master, resharding under load).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use redis::Script;
 use redis::cluster_async::ClusterConnection;
+use tollgate::{FixedWindow, Rate, RateLimiter, Redis, TokenBucket};
 
+use crate::conformance::awkward_keys;
 use crate::support::cluster::Cluster;
 
 /// One key per call, like every tollgate script.
@@ -118,7 +121,11 @@ async fn a_killed_master_fails_over_and_the_same_connection_recovers() {
         }
         assert!(killed.elapsed() < Duration::from_secs(20), "no failover after 20 s: {attempt:?}");
     };
-    assert_ne!(cluster.master_of_key(key.as_bytes()).await, victim);
+    // The replica took over (news that reaches every node a little later).
+    while cluster.master_of_key(key.as_bytes()).await == victim {
+        assert!(killed.elapsed() < Duration::from_secs(20), "no node ever saw the failover");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     eprintln!("cluster: calls succeeded again {recovered:?} after kill -9 of a master (node timeout 500 ms)");
 
     cluster.restart(victim).await;
@@ -162,4 +169,80 @@ async fn evalsha_after_script_flush_reloads_on_every_master_even_with_a_replica_
     for key in &keys {
         assert_eq!(count(&mut connection, key).await.unwrap(), 3);
     }
+}
+
+mod conformance {
+    use crate::support::deployment::{Conformance, OnCluster};
+
+    crate::conformance::conformance_suite!(OnCluster::start().await.map(Conformance::new));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awkward_keys_are_spread_over_every_master_each_on_the_master_of_its_slot() {
+    let Some(cluster) = Cluster::start().await else { return };
+    let limiter = Redis::builder(FixedWindow::new(Rate::per_hour(2)).unwrap())
+        .prefix("awkward:")
+        .connect_cluster(cluster.urls())
+        .await
+        .unwrap();
+    let mut holders = BTreeSet::new();
+    for key in awkward_keys() {
+        assert!(limiter.check(&key).await.unwrap().is_allowed(), "key {key:?}");
+        let redis_key = limiter.redis_key(&key);
+        let holder = cluster.master_of_key(redis_key.as_bytes()).await;
+        let mut node = cluster.node(holder).await.unwrap();
+        let ttl_ms: i64 = redis::cmd("PTTL").arg(&redis_key).query_async(&mut node).await.unwrap();
+        assert!(ttl_ms > 0, "key {key:?} is on the master of its slot, with a TTL");
+        holders.insert(holder);
+    }
+    assert_eq!(holders.into_iter().collect::<Vec<_>>(), cluster.masters().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migrated_under_concurrent_checks_fails_none_and_admits_exactly_the_limit() {
+    let Some(cluster) = Cluster::start().await else { return };
+    let capacity = 200;
+    // A token an hour: nothing refills during the test.
+    let limiter = Redis::builder(TokenBucket::new(capacity, Rate::per_hour(1)).unwrap())
+        .prefix("migrating:")
+        .timeout(Duration::from_secs(5))
+        .connect_cluster(cluster.urls())
+        .await
+        .unwrap();
+    // "t}0" is stored at "migrating:{t}0}", whose hash tag is "t": one slot for all.
+    let keys: Vec<String> = (0..16).map(|n| format!("t}}{n}")).collect();
+    let slot = cluster.slot_of(limiter.redis_key(&keys[0]).as_bytes()).await;
+    let from = cluster.master_of_slot(slot).await;
+    let to = *cluster.masters().await.iter().find(|&&master| master != from).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let (limiter, keys, stop) = (limiter.clone(), keys.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut admitted = vec![0_u64; keys.len()];
+                let mut calls = 0;
+                // Until the migration is over, and enough calls to exhaust every key.
+                while !stop.load(Ordering::Relaxed) || calls < 2 * capacity as usize {
+                    let which = (task + calls) % keys.len();
+                    let decision = limiter.check(&keys[which]).await.expect("no check fails during a migration");
+                    admitted[which] += u64::from(decision.is_allowed());
+                    calls += 1;
+                }
+                admitted
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let moved = cluster.migrate_slot(slot, to, 1, Duration::from_millis(20)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut admitted = vec![0_u64; keys.len()];
+    for task in tasks {
+        for (total, by_task) in admitted.iter_mut().zip(task.await.unwrap()) {
+            *total += by_task;
+        }
+    }
+    assert_eq!(cluster.master_of_slot(slot).await, to);
+    assert!(moved > 0, "keys moved while checks ran");
+    assert_eq!(admitted, vec![capacity; keys.len()], "each key admitted exactly its capacity");
 }

@@ -1,6 +1,6 @@
 //! The rules every backend keeps, written once as checks that take a
 //! [`Backend`], then run against each: `InMemory` here, Redis in
-//! `redis_backend.rs` (and, later, Redis Cluster) through [`conformance_suite!`].
+//! `redis_backend.rs` and Redis Cluster in `cluster.rs` through [`conformance_suite!`].
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -9,7 +9,11 @@ mod concurrency;
 mod conformance;
 #[cfg(feature = "redis")]
 mod differential;
+#[cfg(feature = "cluster")]
+mod faults;
 mod invariants;
+#[cfg(feature = "cluster")]
+mod load;
 #[cfg(feature = "tower")]
 mod middleware;
 mod models_match;

@@ -36,7 +36,7 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(500);
 pub struct RedisBuilder<A: Algorithm> {
     algorithm: A,
     prefix: String,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     failure_policy: FailurePolicy,
     client_clock: Option<Arc<dyn Clock>>,
 }
@@ -158,7 +158,7 @@ impl<A: Algorithm> RedisBuilder<A> {
         Ok(Redis { inner: Arc::new(inner), connection })
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(super) fn validate(&self) -> Result<()> {
         if self.prefix.contains(['{', '}']) {
             return Err(invalid(format!(
                 "a Redis key prefix may not contain '{{' or '}}' (the user key is wrapped in them), not {:?}",

@@ -5,6 +5,8 @@
 //! the two decide alike.
 
 mod builder;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod policy;
 pub(crate) mod scripts;
 
@@ -16,6 +18,8 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager};
 
 pub use self::builder::RedisBuilder;
+#[cfg(feature = "cluster")]
+pub use self::cluster::ClusterConnection;
 pub use self::policy::FailurePolicy;
 use crate::algorithm::{Algorithm, check_cost};
 use crate::clock::{Clock, micros};

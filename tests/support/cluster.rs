@@ -10,10 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+
+use super::deployment;
+use super::redis_server::{binary, debug_command_args};
 
 /// Masters, each with one replica.
 const MASTERS: usize = 3;
@@ -44,7 +46,7 @@ struct Node {
 
 impl Node {
     fn spawn(&mut self) -> std::io::Result<()> {
-        let mut command = Command::new("redis-server");
+        let mut command = Command::new(binary());
         command
             .arg("--port")
             .arg(self.port.to_string())
@@ -58,11 +60,8 @@ impl Node {
             .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(&self.dir)
-            .args(["--logfile", "redis.log"]);
-        if server_major_version() >= 7 {
-            // DEBUG SLEEP makes a slow server; Redis 7 turned DEBUG off by default.
-            command.args(["--enable-debug-command", "yes"]);
-        }
+            .args(["--logfile", "redis.log"])
+            .args(debug_command_args());
         let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
         self.process = Some(child);
         Ok(())
@@ -89,19 +88,6 @@ impl Node {
     }
 }
 
-fn server_major_version() -> u32 {
-    static MAJOR: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *MAJOR.get_or_init(|| {
-        let output = Command::new("redis-server").arg("--version").output().map(|o| o.stdout).unwrap_or_default();
-        // "Redis server v=7.0.15 sha=..."
-        String::from_utf8_lossy(&output)
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("v="))
-            .and_then(|version| version.split('.').next()?.parse().ok())
-            .unwrap_or(0)
-    })
-}
-
 /// A running cluster of [`NODES`] nodes. Node indices are stable across
 /// kills and restarts; which nodes are masters is not (a killed master is
 /// failed over), so ask [`Cluster::masters`].
@@ -117,7 +103,7 @@ impl Cluster {
     /// redis-cli is not installed, unless CI or TOLLGATE_REQUIRE_REDIS is set:
     /// then it panics.
     pub async fn start() -> Option<Self> {
-        let missing: Vec<_> = ["redis-server", "redis-cli"].into_iter().filter(|binary| !installed(binary)).collect();
+        let missing: Vec<_> = [binary(), "redis-cli".to_owned()].into_iter().filter(|name| !installed(name)).collect();
         if !missing.is_empty() {
             let reason = format!("{} not found on PATH", missing.join(" and "));
             assert!(!redis_required(), "{reason}, and CI or TOLLGATE_REQUIRE_REDIS says Redis tests must run");
@@ -276,25 +262,7 @@ impl Cluster {
     /// `duration` under the node timeout (500 ms), or the cluster fails the
     /// node over.
     pub async fn stall(&self, index: usize, duration: Duration) -> tokio::task::JoinHandle<()> {
-        // Connected before the sleep, or connecting would wait it out.
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_millis(20)));
-        let client = redis::Client::open(self.nodes[index].url()).expect("a node URL");
-        let mut probe = client.get_multiplexed_async_connection_with_config(&config).await.expect("connect to a node");
-        let mut sleeper = self.node(index).await.expect("connect to a node");
-        let task = tokio::spawn(async move {
-            let () = redis::cmd("DEBUG")
-                .arg("SLEEP")
-                .arg(duration.as_secs_f64())
-                .query_async(&mut sleeper)
-                .await
-                .expect("DEBUG SLEEP");
-        });
-        // Asleep once a PING goes unanswered.
-        while redis::cmd("PING").query_async::<String>(&mut probe).await.is_ok() {
-            assert!(!task.is_finished(), "the node slept and woke before a PING saw it asleep");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        task
+        deployment::stall(&self.nodes[index].url(), duration).await
     }
 
     /// Moves `slot` to master `to` the way `redis-cli --cluster reshard`
@@ -356,23 +324,7 @@ impl Cluster {
         let mut found = Vec::new();
         for master in self.masters().await {
             let mut connection = self.node(master).await.expect("connect to a master");
-            let keys: Vec<Vec<u8>> = {
-                let mut iter: redis::AsyncIter<'_, Vec<u8>> =
-                    connection.scan_match(pattern).await.expect("SCAN on a master");
-                let mut keys = Vec::new();
-                while let Some(key) = iter.next_item().await {
-                    keys.push(key.expect("a scanned key"));
-                }
-                keys
-            };
-            for chunk in keys.chunks(1000) {
-                let mut pipe = redis::pipe();
-                for key in chunk {
-                    pipe.cmd("PTTL").arg(key);
-                }
-                let ttls: Vec<i64> = pipe.query_async(&mut connection).await.expect("PTTL");
-                found.extend(chunk.iter().cloned().zip(ttls));
-            }
+            found.extend(deployment::keys_with_ttl(&mut connection, pattern).await);
         }
         found
     }

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "cluster")]
 pub mod cluster;
+#[cfg(feature = "redis")]
+pub(crate) mod deployment;
 pub mod models;
 #[cfg(feature = "redis")]
 pub mod redis_server;

@@ -66,6 +66,7 @@ impl RedisServer {
     fn spawn(&mut self) -> Result<(), String> {
         let mut child = Command::new(binary())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(debug_command_args())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -93,7 +94,24 @@ impl Drop for RedisServer {
     }
 }
 
-fn binary() -> String {
+/// Lets tests run DEBUG SLEEP (a slow server), which Redis 7 turned off by
+/// default; older servers allow it and know no such option.
+pub(crate) fn debug_command_args() -> &'static [&'static str] {
+    static MAJOR: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let major = *MAJOR.get_or_init(|| {
+        let output = Command::new(binary()).arg("--version").output().map(|o| o.stdout).unwrap_or_default();
+        // "Redis server v=7.0.15 sha=..."
+        String::from_utf8_lossy(&output)
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("v="))
+            .and_then(|version| version.split('.').next()?.parse().ok())
+            .unwrap_or(0)
+    });
+    if major >= 7 { &["--enable-debug-command", "yes"] } else { &[] }
+}
+
+/// The redis-server to run: `TOLLGATE_REDIS_SERVER`, or `redis-server` on PATH.
+pub(crate) fn binary() -> String {
     std::env::var("TOLLGATE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
 }
 

@@ -1,0 +1,191 @@
+//! Load on loopback, on one server and on a cluster: many tasks, many keys,
+//! all four algorithms at once. No check fails, no key is left without a
+//! TTL, and every key admitted what its algorithm allows in the time the run
+//! took: no more, and no less than its first allowance.
+//!
+//! The default run is small (64 tasks × 500 checks over 200 keys); the
+//! full size (64 tasks × 20 000 checks over 10 000 keys) is `#[ignore]`d:
+//! `cargo test --all-features full_load -- --ignored --nocapture`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tollgate::{FixedWindow, LeakyBucket, Rate, RateLimiter, Redis, SlidingLog, TokenBucket};
+
+use crate::support::deployment::{Deployment, OnCluster, Single};
+
+/// Every algorithm allows 10 an hour (the leaky bucket: 1 now and 9 queued):
+/// longer than any run, so most checks are denied and no key expires before
+/// the TTLs are read.
+const AMOUNT: u64 = 10;
+const PERIOD: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Copy)]
+struct Size {
+    tasks: usize,
+    checks_per_task: usize,
+    keys: usize,
+}
+
+const SMALL: Size = Size { tasks: 64, checks_per_task: 500, keys: 200 };
+const FULL: Size = Size { tasks: 64, checks_per_task: 20_000, keys: 10_000 };
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    FixedWindow,
+    SlidingLog,
+    TokenBucket,
+    LeakyBucket,
+}
+
+impl Kind {
+    const ALL: [Self; 4] = [Self::FixedWindow, Self::SlidingLog, Self::TokenBucket, Self::LeakyBucket];
+
+    async fn limiter(self, deployment: &impl Deployment, prefix: &str) -> Arc<dyn RateLimiter> {
+        let rate = Rate::new(AMOUNT, PERIOD);
+        let prefix = format!("{prefix}{self:?}:");
+        // Generous: the check timeout is not what this test measures.
+        let timeout = Duration::from_secs(5);
+        match self {
+            Self::FixedWindow => {
+                deployment
+                    .limiter(Redis::builder(FixedWindow::new(rate).unwrap()).prefix(prefix).timeout(timeout))
+                    .await
+            }
+            Self::SlidingLog => {
+                deployment.limiter(Redis::builder(SlidingLog::new(rate).unwrap()).prefix(prefix).timeout(timeout)).await
+            }
+            Self::TokenBucket => {
+                let bucket = TokenBucket::new(AMOUNT, rate).unwrap();
+                deployment.limiter(Redis::builder(bucket).prefix(prefix).timeout(timeout)).await
+            }
+            Self::LeakyBucket => {
+                let bucket = LeakyBucket::new(AMOUNT - 1, rate).unwrap();
+                deployment.limiter(Redis::builder(bucket).prefix(prefix).timeout(timeout)).await
+            }
+        }
+    }
+
+    /// The most one key may admit in a run of `elapsed`.
+    fn most(self, elapsed: Duration) -> u64 {
+        let periods = (elapsed.as_micros() / PERIOD.as_micros()) as u64;
+        let refilled = (u128::from(AMOUNT) * elapsed.as_micros() / PERIOD.as_micros()) as u64;
+        match self {
+            // Every window the run touched: one more than the periods it spans, and one for the start.
+            Self::FixedWindow => AMOUNT * (periods + 2),
+            // Any interval of one period: the run fits in `periods + 1` of them.
+            Self::SlidingLog => AMOUNT * (periods + 1),
+            // The first allowance, then the rate.
+            Self::TokenBucket | Self::LeakyBucket => AMOUNT + refilled,
+        }
+    }
+}
+
+/// A deterministic spread of keys for one task.
+fn next_key(state: &mut u64, keys: usize) -> usize {
+    // xorshift64
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state % keys as u64) as usize
+}
+
+async fn run(deployment: impl Deployment, size: Size) {
+    let prefix = "load:";
+    let mut limiters = Vec::new();
+    for kind in Kind::ALL {
+        limiters.push(kind.limiter(&deployment, prefix).await);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..size.tasks)
+        .map(|task| {
+            let kind = Kind::ALL[task % 4];
+            let limiter = Arc::clone(&limiters[task % 4]);
+            tokio::spawn(async move {
+                let mut calls = vec![0_u64; size.keys];
+                let mut admitted = vec![0_u64; size.keys];
+                let mut state = 0x9E37_79B9_7F4A_7C15 ^ task as u64;
+                let mut slowest = Duration::ZERO;
+                for _ in 0..size.checks_per_task {
+                    let key = next_key(&mut state, size.keys);
+                    let check = Instant::now();
+                    let decision = limiter.check(&key.to_string()).await.expect("no check fails under load");
+                    slowest = slowest.max(check.elapsed());
+                    calls[key] += 1;
+                    admitted[key] += u64::from(decision.is_allowed());
+                }
+                (kind, calls, admitted, slowest)
+            })
+        })
+        .collect();
+
+    let mut calls = vec![vec![0_u64; size.keys]; 4];
+    let mut admitted = vec![vec![0_u64; size.keys]; 4];
+    let mut slowest = Duration::ZERO;
+    for task in tasks {
+        let (kind, task_calls, task_admitted, task_slowest) = task.await.unwrap();
+        let index = Kind::ALL.iter().position(|&k| k == kind).unwrap();
+        for key in 0..size.keys {
+            calls[index][key] += task_calls[key];
+            admitted[index][key] += task_admitted[key];
+        }
+        slowest = slowest.max(task_slowest);
+    }
+    let elapsed = started.elapsed();
+    let checks = size.tasks * size.checks_per_task;
+    eprintln!(
+        "{}: {} tasks × {} checks over {} keys × 4 algorithms: {checks} checks in {elapsed:.2?}, \
+         {:.0} checks/s, slowest check {slowest:.2?}",
+        deployment.name(),
+        size.tasks,
+        size.checks_per_task,
+        size.keys,
+        checks as f64 / elapsed.as_secs_f64(),
+    );
+
+    let mut keys_used = 0;
+    for (index, kind) in Kind::ALL.into_iter().enumerate() {
+        let most = kind.most(elapsed);
+        let (mut total_calls, mut total_admitted) = (0, 0);
+        for key in 0..size.keys {
+            let (calls, admitted) = (calls[index][key], admitted[index][key]);
+            assert!(admitted <= most, "{kind:?} key {key}: {admitted} admitted, at most {most} in {elapsed:?}");
+            assert!(admitted >= calls.min(AMOUNT), "{kind:?} key {key}: {admitted} of {calls} admitted");
+            keys_used += usize::from(calls > 0);
+            total_calls += calls;
+            total_admitted += admitted;
+        }
+        eprintln!("{}: {kind:?} admitted {total_admitted} of {total_calls}", deployment.name());
+    }
+
+    let stored = deployment.keys_with_ttl(&format!("{prefix}*")).await;
+    assert_eq!(stored.len(), keys_used, "one Redis key per (limiter, user key) checked");
+    let without_ttl: Vec<_> = stored.iter().filter(|(_, ttl_ms)| *ttl_ms <= 0).collect();
+    assert!(without_ttl.is_empty(), "keys without a TTL: {without_ttl:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_on_one_server_fails_nothing_leaves_ttls_and_keeps_every_bound() {
+    let Some(deployment) = Single::start() else { return };
+    run(deployment, SMALL).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_on_a_cluster_fails_nothing_leaves_ttls_and_keeps_every_bound() {
+    let Some(deployment) = OnCluster::start().await else { return };
+    run(deployment, SMALL).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "about a minute or more per deployment; run with --ignored"]
+async fn full_load_on_one_server() {
+    let Some(deployment) = Single::start() else { return };
+    run(deployment, FULL).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "about a minute or more per deployment; run with --ignored"]
+async fn full_load_on_a_cluster() {
+    let Some(deployment) = OnCluster::start().await else { return };
+    run(deployment, FULL).await;
+}
