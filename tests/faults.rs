@@ -11,7 +11,7 @@ use tollgate::{
     Decision, Error, FailurePolicy, FixedWindow, LeakyBucket, Rate, RateLimiter, Redis, SlidingLog, TokenBucket,
 };
 
-use crate::support::deployment::{Deployment, OnCluster, Single};
+use crate::support::deployment::{Deployment, on_a_server_and_a_cluster};
 
 /// The check timeout of the limiters under fault.
 const TIMEOUT: Duration = Duration::from_millis(50);
@@ -196,18 +196,6 @@ async fn killed_mid_load_then_restarted(mut deployment: impl Deployment) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_mid_load_gets_the_policy_within_the_timeout_then_redis_again() {
-    let Some(deployment) = Single::start() else { return };
-    killed_mid_load_then_restarted(deployment).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_master_killed_mid_load_gets_the_policy_within_the_timeout_then_redis_again() {
-    let Some(deployment) = OnCluster::start().await else { return };
-    killed_mid_load_then_restarted(deployment).await;
-}
-
 async fn scripts_flushed_under_load(mut deployment: impl Deployment) {
     let hour = Rate::per_hour(1_000_000);
     let builder = |prefix: &str| Redis::builder(FixedWindow::new(hour).unwrap()).prefix(prefix);
@@ -261,18 +249,6 @@ async fn scripts_flushed_under_load(mut deployment: impl Deployment) {
     eprintln!("{}: {checks} checks, 20 SCRIPT FLUSHes on every server meanwhile, no error", deployment.name());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn script_flush_under_load_fails_no_check() {
-    let Some(deployment) = Single::start() else { return };
-    scripts_flushed_under_load(deployment).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn script_flush_on_every_cluster_node_under_load_fails_no_check() {
-    let Some(deployment) = OnCluster::start().await else { return };
-    scripts_flushed_under_load(deployment).await;
-}
-
 async fn stalled_under_load(mut deployment: impl Deployment) {
     under_fault(&mut deployment, "stalled", 2, async |deployment, key| {
         // Under the cluster's node timeout (500 ms), so no failover: just slow.
@@ -283,14 +259,20 @@ async fn stalled_under_load(mut deployment: impl Deployment) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_server_costs_each_check_its_timeout_and_nothing_hangs() {
-    let Some(deployment) = Single::start() else { return };
-    stalled_under_load(deployment).await;
-}
+on_a_server_and_a_cluster!(
+    a_server_killed_mid_load_gets_the_policy_within_the_timeout_then_redis_again,
+    a_cluster_master_killed_mid_load_gets_the_policy_within_the_timeout_then_redis_again,
+    killed_mid_load_then_restarted
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_cluster_master_costs_each_check_its_timeout_and_nothing_hangs() {
-    let Some(deployment) = OnCluster::start().await else { return };
-    stalled_under_load(deployment).await;
-}
+on_a_server_and_a_cluster!(
+    script_flush_under_load_fails_no_check,
+    script_flush_on_every_cluster_node_under_load_fails_no_check,
+    scripts_flushed_under_load
+);
+
+on_a_server_and_a_cluster!(
+    a_stalled_server_costs_each_check_its_timeout_and_nothing_hangs,
+    a_stalled_cluster_master_costs_each_check_its_timeout_and_nothing_hangs,
+    stalled_under_load
+);

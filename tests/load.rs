@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tollgate::{FixedWindow, LeakyBucket, Rate, RateLimiter, Redis, SlidingLog, TokenBucket};
 
-use crate::support::deployment::{Deployment, OnCluster, Single};
+use crate::support::deployment::{Deployment, on_a_server_and_a_cluster};
 
 /// Every algorithm allows 10 an hour (the leaky bucket: 1 now and 9 queued):
 /// longer than any run, so most checks are denied and no key expires before
@@ -164,28 +164,15 @@ async fn run(deployment: impl Deployment, size: Size) {
     assert!(without_ttl.is_empty(), "keys without a TTL: {without_ttl:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_on_one_server_fails_nothing_leaves_ttls_and_keeps_every_bound() {
-    let Some(deployment) = Single::start() else { return };
-    run(deployment, SMALL).await;
-}
+on_a_server_and_a_cluster!(
+    load_on_one_server_fails_nothing_leaves_ttls_and_keeps_every_bound,
+    load_on_a_cluster_fails_nothing_leaves_ttls_and_keeps_every_bound,
+    |deployment| run(deployment, SMALL)
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_on_a_cluster_fails_nothing_leaves_ttls_and_keeps_every_bound() {
-    let Some(deployment) = OnCluster::start().await else { return };
-    run(deployment, SMALL).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "about a minute or more per deployment; run with --ignored"]
-async fn full_load_on_one_server() {
-    let Some(deployment) = Single::start() else { return };
-    run(deployment, FULL).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "about a minute or more per deployment; run with --ignored"]
-async fn full_load_on_a_cluster() {
-    let Some(deployment) = OnCluster::start().await else { return };
-    run(deployment, FULL).await;
-}
+on_a_server_and_a_cluster!(
+    #[ignore = "minutes per deployment; run with --ignored"]
+    full_load_on_one_server,
+    full_load_on_a_cluster,
+    |deployment| run(deployment, FULL)
+);

@@ -9,10 +9,10 @@ mod concurrency;
 mod conformance;
 #[cfg(feature = "redis")]
 mod differential;
-#[cfg(feature = "cluster")]
+#[cfg(feature = "redis")]
 mod faults;
 mod invariants;
-#[cfg(feature = "cluster")]
+#[cfg(feature = "redis")]
 mod load;
 #[cfg(feature = "tower")]
 mod middleware;

@@ -134,6 +134,31 @@ impl Deployment for OnCluster {
     }
 }
 
+/// Two `#[tokio::test]`s running `$check` (called with a [`Deployment`],
+/// awaited): `$server` on one redis-server and, with feature `cluster`,
+/// `$cluster` on a Redis Cluster. Each skips when Redis is not installed.
+macro_rules! on_a_server_and_a_cluster {
+    ($(#[$attribute:meta])* $server:ident, $cluster:ident, $check:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$attribute])*
+        async fn $server() {
+            if let Some(deployment) = $crate::support::deployment::Single::start() {
+                ($check)(deployment).await;
+            }
+        }
+
+        #[cfg(feature = "cluster")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$attribute])*
+        async fn $cluster() {
+            if let Some(deployment) = $crate::support::deployment::OnCluster::start().await {
+                ($check)(deployment).await;
+            }
+        }
+    };
+}
+pub(crate) use on_a_server_and_a_cluster;
+
 /// The conformance suite's backend on a deployment: limiters each on a
 /// connection of their own, each set under a fresh prefix.
 pub(crate) struct Conformance<D> {
