@@ -66,7 +66,7 @@ impl Rate {
         if self.amount > MAX_EXACT {
             return Err(invalid(format!("the rate's amount must be at most 2^53, not {}", self.amount)));
         }
-        if self.period.subsec_nanos() % 1_000 != 0 {
+        if !self.period.subsec_nanos().is_multiple_of(1_000) {
             return Err(invalid(format!(
                 "the rate's period must be a whole number of microseconds, not {:?}",
                 self.period
