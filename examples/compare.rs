@@ -23,6 +23,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -142,14 +143,15 @@ struct Contender {
     name: &'static str,
     outcomes: Vec<Outcome>,
     bytes_per_key: (f64, f64),
-    ns_per_check: f64,
+    /// On one key, and on 100 000 keys in turn.
+    ns_per_check: (f64, f64),
 }
 
 fn measure<A: Algorithm>(name: &'static str, algorithm: A, traffic: &[Traffic]) -> Contender {
     let outcomes = traffic.iter().map(|traffic| replay(algorithm.clone(), &traffic.arrivals)).collect();
     let limit = 10;
     let bytes_per_key = (bytes_per_key(algorithm.clone(), 1), bytes_per_key(algorithm, limit));
-    Contender { name, outcomes, bytes_per_key, ns_per_check: f64::NAN }
+    Contender { name, outcomes, bytes_per_key, ns_per_check: (f64::NAN, f64::NAN) }
 }
 
 fn replay<A: Algorithm>(algorithm: A, arrivals: &[u64]) -> Outcome {
@@ -204,25 +206,50 @@ fn user(n: usize) -> String {
 /// Runs `checks` checks on one key.
 type Timed = Box<dyn FnMut(u32)>;
 
-fn timed<A: Algorithm>(algorithm: A) -> Timed {
+/// Checks `keys` in turn, on the real clock.
+fn timed<A: Algorithm>(algorithm: A, keys: &Rc<[String]>) -> Timed {
     let limiter = InMemory::new(algorithm);
-    let key = String::from("user:000000");
+    let (keys, mut next) = (Rc::clone(keys), 0);
     Box::new(move |checks| {
         for _ in 0..checks {
-            let _ = std::hint::black_box(limiter.check_sync(std::hint::black_box(&key)));
+            let _ = std::hint::black_box(limiter.check_sync(&keys[next]));
+            next = if next + 1 == keys.len() { 0 } else { next + 1 };
         }
     })
 }
 
-fn governor_timed() -> Timed {
-    let quota = Quota::with_period(Duration::from_nanos(10)).unwrap().allow_burst(NonZeroU32::new(1_000).unwrap());
+/// governor's keyed limiter with the same rate and burst as a token bucket
+/// of `capacity` at `rate`.
+fn governor_timed(capacity: u32, rate: Rate, keys: &Rc<[String]>) -> Timed {
+    let per_cell = rate.period() / u32::try_from(rate.amount()).unwrap();
+    let quota = Quota::with_period(per_cell).unwrap().allow_burst(NonZeroU32::new(capacity).unwrap());
     let limiter = DefaultKeyedRateLimiter::<String>::keyed(quota);
-    let key = String::from("user:000000");
+    let (keys, mut next) = (Rc::clone(keys), 0);
     Box::new(move |checks| {
         for _ in 0..checks {
-            let _ = std::hint::black_box(limiter.check_key(std::hint::black_box(&key)));
+            let _ = std::hint::black_box(limiter.check_key(&keys[next]));
+            next = if next + 1 == keys.len() { 0 } else { next + 1 };
         }
     })
+}
+
+/// The four algorithms and governor, in the order of the table's rows, on
+/// `keys`: the allowances of the criterion benches `memory/hot_key` (one key)
+/// and `memory/100k_keys`, which admit every check.
+fn subjects(keys: &Rc<[String]>) -> Vec<Timed> {
+    let (capacity, rate, sliding_log_rate) = if keys.len() == 1 {
+        let hot = Rate::new(1_000, Duration::from_micros(10));
+        (1_000, hot, hot)
+    } else {
+        (65_536, Rate::new(65_536, Duration::from_secs(36_000)), Rate::new(1_024, Duration::from_secs(1)))
+    };
+    vec![
+        timed(FixedWindow::new(rate).unwrap(), keys),
+        timed(SlidingLog::new(sliding_log_rate).unwrap(), keys),
+        timed(TokenBucket::new(u64::from(capacity), rate).unwrap(), keys),
+        timed(LeakyBucket::new(u64::from(capacity), rate).unwrap(), keys),
+        governor_timed(capacity, rate, keys),
+    ]
 }
 
 /// Nanoseconds per check for each of `subjects`: the median of 21 rounds, in
@@ -262,26 +289,21 @@ fn main() {
         measure("leaky bucket", LeakyBucket::new(9, per_second).unwrap(), &traffic),
     ];
     // The same allowance as the hot-key bench: 10^8 a second, so every check is admitted.
-    let fast = Rate::new(1_000, Duration::from_micros(10));
-    let mut subjects = [
-        timed(FixedWindow::new(fast).unwrap()),
-        timed(SlidingLog::new(fast).unwrap()),
-        timed(TokenBucket::new(1_000, fast).unwrap()),
-        timed(LeakyBucket::new(1_000, fast).unwrap()),
-        governor_timed(),
-    ];
-    let ns = ns_per_check(&mut subjects);
-    for (contender, ns) in contenders.iter_mut().zip(&ns) {
-        contender.ns_per_check = *ns;
+    let one_key: Rc<[String]> = Rc::from([user(0)]);
+    let many_keys: Rc<[String]> = (0..KEYS).map(user).collect();
+    let one_key_ns = ns_per_check(&mut subjects(&one_key));
+    let many_keys_ns = ns_per_check(&mut subjects(&many_keys));
+    for (n, contender) in contenders.iter_mut().enumerate() {
+        contender.ns_per_check = (one_key_ns[n], many_keys_ns[n]);
     }
-    let governor_ns = ns[4];
+    let governor_ns = (one_key_ns[4], many_keys_ns[4]);
     print!("{}", tables(&traffic, &contenders, governor_ns));
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/compare.svg");
     std::fs::write(path, svg(&traffic, &contenders)).expect("docs/ is writable");
     println!("\nwrote {path}");
 }
 
-fn tables(traffic: &[Traffic], contenders: &[Contender], governor_ns: f64) -> String {
+fn tables(traffic: &[Traffic], contenders: &[Contender], governor_ns: (f64, f64)) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Every algorithm at 10 a second (the leaky bucket: 9 waiting + 1 departing).\n");
     let _ = writeln!(
@@ -298,24 +320,21 @@ fn tables(traffic: &[Traffic], contenders: &[Contender], governor_ns: f64) -> St
     }
     let _ = writeln!(
         out,
-        "\n| store | bytes per idle key, after 1 request | after 10 requests | ns per check (one key, admitted) |"
+        "\n| store | bytes per idle key, after 1 request | after 10 requests | ns per check, one key | ns per check, 100k keys |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    let row = |name: &str, (one, ten): (f64, f64), (hot, many): (f64, f64)| {
+        format!("| {name} | {one:.0} | {ten:.0} | {hot:.1} | {many:.1} |\n")
+    };
     for contender in contenders {
-        let (one, ten) = contender.bytes_per_key;
-        let _ = writeln!(out, "| tollgate {} | {one:.0} | {ten:.0} | {:.1} |", contender.name, contender.ns_per_check);
+        out.push_str(&row(&format!("tollgate {}", contender.name), contender.bytes_per_key, contender.ns_per_check));
     }
-    let _ = writeln!(
-        out,
-        "| governor keyed (GCRA) | {:.0} | {:.0} | {:.1} |",
-        governor_bytes_per_key(1),
-        governor_bytes_per_key(10),
-        governor_ns
-    );
+    let governor_bytes = (governor_bytes_per_key(1), governor_bytes_per_key(10));
+    out.push_str(&row("governor keyed (GCRA)", governor_bytes, governor_ns));
     let _ = writeln!(
         out,
         "\nBytes: live heap per key with {KEYS} keys like `user:000042` held (key copy and table slot included). \
-         ns: one key, real clock, 10^8 a second allowed, all five interleaved: the median of 21 rounds of 2*10^5 checks each, in this process."
+         ns: real clock, allowances that admit every check (as in the criterion benches memory/hot_key and memory/100k_keys), all five stores interleaved: the median of 21 rounds of 2*10^5 checks each, in this process."
     );
     out
 }

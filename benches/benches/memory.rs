@@ -57,14 +57,16 @@ const HOT: Allowance = Allowance {
 /// One an hour: every check after the first is denied.
 const DENIED: Allowance = Allowance { capacity: 1, rate: Rate::per_hour(1), sliding_log_rate: Rate::per_hour(1) };
 
-/// 65 536 an hour with bursts of 65 536: a key checked every few
-/// milliseconds is admitted for minutes and never drains to empty, so every
-/// key stays held. The sliding log gets 1 024 per 100 ms: a key checked every
-/// few milliseconds stays held with a log of a few dozen entries.
+/// 65 536 per 10 hours with bursts of 65 536: one check is 0.55 s of
+/// allowance, far longer than a pass over the keys takes (100 000 checks, a
+/// few tens of ms), so no key ever drains back to full and the store never
+/// sweeps a key and allocates it again; and a key is admitted for far longer
+/// than a run. The sliding log gets 1 024 a second: each key stays held with a
+/// log of a few dozen entries.
 const MANY_KEYS: Allowance = Allowance {
     capacity: 65_536,
-    rate: Rate::new(65_536, Duration::from_secs(3_600)),
-    sliding_log_rate: Rate::new(1_024, Duration::from_millis(100)),
+    rate: Rate::new(65_536, Duration::from_secs(36_000)),
+    sliding_log_rate: Rate::new(1_024, Duration::from_secs(1)),
 };
 
 /// Something that checks a key, measured the same way whatever it is.
