@@ -34,6 +34,8 @@
 //! ## Features
 //!
 //! - `redis`: the Redis backend.
+//! - `tower`: [`tower::RateLimitLayer`], HTTP middleware for tower and axum
+//!   that answers 429 with `Retry-After` and the IETF `RateLimit` headers.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -45,6 +47,11 @@ mod error;
 mod limiter;
 mod memory;
 mod rate;
+#[cfg(feature = "redis")]
+#[path = "redis/mod.rs"]
+mod redis_backend;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use algorithm::{Algorithm, FixedWindow, LeakyBucket, SlidingLog, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock};
@@ -53,3 +60,5 @@ pub use error::{Error, Result};
 pub use limiter::RateLimiter;
 pub use memory::InMemory;
 pub use rate::Rate;
+#[cfg(feature = "redis")]
+pub use redis_backend::{FailurePolicy, Redis, RedisBuilder};

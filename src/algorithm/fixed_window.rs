@@ -82,6 +82,11 @@ impl Step for FixedWindow {
     fn expires_at(&self, window: &Window) -> u64 {
         if window.count == 0 { 0 } else { window.index.saturating_add(1).saturating_mul(self.period_us) }
     }
+
+    #[cfg(feature = "redis")]
+    fn lua(&self) -> (&'static redis::Script, Vec<u64>) {
+        (crate::redis_backend::scripts::fixed_window(), vec![self.amount, self.period_us])
+    }
 }
 
 #[cfg(test)]

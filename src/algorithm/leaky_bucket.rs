@@ -16,9 +16,10 @@ use crate::{Decision, Rate, Result, error::invalid};
 ///
 /// ```
 /// use std::time::Duration;
-/// use tollgate::{InMemory, LeakyBucket, Rate};
+/// use tollgate::{InMemory, LeakyBucket, ManualClock, Rate};
 ///
-/// let limiter = InMemory::new(LeakyBucket::new(5, Rate::per_second(10))?);
+/// // Ten requests in the same instant (a real clock would move a little between them).
+/// let limiter = InMemory::with_clock(LeakyBucket::new(5, Rate::per_second(10))?, ManualClock::new());
 /// let waits: Vec<_> = (0..10)
 ///     .map(|_| limiter.check_sync("burst"))
 ///     .collect::<Result<Vec<_>, _>>()?
@@ -104,6 +105,11 @@ impl Step for LeakyBucket {
 
     fn expires_at(&self, meter: &Meter) -> u64 {
         meter.empty_at(self.amount)
+    }
+
+    #[cfg(feature = "redis")]
+    fn lua(&self) -> (&'static redis::Script, Vec<u64>) {
+        (crate::redis_backend::scripts::leaky_bucket(), vec![self.capacity, self.amount, self.period_us])
     }
 }
 

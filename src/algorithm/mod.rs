@@ -55,6 +55,11 @@ pub(crate) mod sealed {
         /// The time (µs since the epoch) from which `state` reads exactly like
         /// `State::default()`, so it can be forgotten.
         fn expires_at(&self, state: &Self::State) -> u64;
+
+        /// The Lua script that mirrors `step` on Redis, and the configuration
+        /// it reads from `ARGV[3]` on (see its header comment).
+        #[cfg(feature = "redis")]
+        fn lua(&self) -> (&'static redis::Script, Vec<u64>);
     }
 }
 

@@ -93,6 +93,11 @@ impl Step for SlidingLog {
     fn expires_at(&self, log: &Log) -> u64 {
         log.back().map_or(0, |newest| newest.saturating_add(self.period_us))
     }
+
+    #[cfg(feature = "redis")]
+    fn lua(&self) -> (&'static redis::Script, Vec<u64>) {
+        (crate::redis_backend::scripts::sliding_log(), vec![self.amount, self.period_us])
+    }
 }
 
 #[cfg(test)]

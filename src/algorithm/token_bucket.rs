@@ -85,6 +85,11 @@ impl Step for TokenBucket {
     fn expires_at(&self, meter: &Meter) -> u64 {
         meter.empty_at(self.amount)
     }
+
+    #[cfg(feature = "redis")]
+    fn lua(&self) -> (&'static redis::Script, Vec<u64>) {
+        (crate::redis_backend::scripts::token_bucket(), vec![self.capacity, self.amount, self.period_us])
+    }
 }
 
 #[cfg(test)]

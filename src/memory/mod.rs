@@ -11,7 +11,9 @@ use std::hash::BuildHasher;
 
 use async_trait::async_trait;
 
-use self::shard::Shard;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use self::shard::{Shard, Swept};
 use crate::algorithm::{Algorithm, check_cost};
 use crate::clock::{Clock, MonotonicClock, micros};
 use crate::{Decision, RateLimiter, Result};
@@ -41,6 +43,9 @@ pub struct InMemory<A: Algorithm, C: Clock = MonotonicClock> {
     hasher: foldhash::fast::RandomState,
     shards: Box<[Shard<A::State>]>,
     shard_mask: u64,
+    // Each shard's own sweep also sweeps the shard under this cursor, so idle
+    // keys in shards nobody touches any more are reclaimed too.
+    next_shard_to_sweep: AtomicUsize,
 }
 
 impl<A: Algorithm> InMemory<A> {
@@ -60,6 +65,7 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
             hasher: foldhash::fast::RandomState::default(),
             shards: (0..shards).map(|_| Shard::default()).collect(),
             shard_mask: shards as u64 - 1,
+            next_shard_to_sweep: AtomicUsize::new(0),
         }
     }
 
@@ -95,7 +101,11 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
         let now_us = micros(self.clock.now());
-        Ok(shard.decide(&self.algorithm, &self.hasher, hash, key, now_us, cost))
+        let (decision, swept) = shard.decide(&self.algorithm, &self.hasher, hash, key, now_us, cost);
+        if swept == Swept::Yes {
+            self.sweep_another_shard(now_us);
+        }
+        Ok(decision)
     }
 
     /// Forgets `key`: its next request starts from a full allowance.
@@ -118,11 +128,19 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     /// memory they held; returns how many were forgotten.
     ///
     /// Never needed for correctness or to bound memory: each shard sweeps
-    /// itself after a number of operations proportional to its size. Call it
-    /// to reclaim memory at once, for instance after a traffic spike.
+    /// itself after a number of operations proportional to its size, and
+    /// then one other shard in turn, so any use of the store reclaims idle
+    /// keys everywhere. Call it to reclaim memory at once, for instance after
+    /// a traffic spike.
     pub fn cleanup(&self) -> usize {
         let now_us = micros(self.clock.now());
         self.shards.iter().map(|shard| shard.sweep(&self.algorithm, &self.hasher, now_us)).sum()
+    }
+
+    #[cold]
+    fn sweep_another_shard(&self, now_us: u64) {
+        let next = self.next_shard_to_sweep.fetch_add(1, Ordering::Relaxed) & self.shard_mask as usize;
+        self.shards[next].sweep(&self.algorithm, &self.hasher, now_us);
     }
 
     #[inline]
@@ -155,4 +173,63 @@ impl<A: Algorithm, C: Clock> RateLimiter for InMemory<A, C> {
 fn shard_count() -> usize {
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
     (cores * 16).clamp(64, 1024).next_power_of_two()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::shard::MIN_OPERATIONS_BETWEEN_SWEEPS;
+    use super::*;
+    use crate::{FixedWindow, ManualClock, Rate, TokenBucket};
+
+    fn table_capacity<A: Algorithm, C: Clock>(limiter: &InMemory<A, C>) -> usize {
+        limiter.shards.iter().map(Shard::capacity).sum()
+    }
+
+    #[test]
+    fn a_million_idle_keys_are_reclaimed_by_use_alone_and_memory_comes_back() {
+        let clock = ManualClock::new();
+        let limiter = InMemory::with_clock(FixedWindow::new(Rate::per_second(10)).unwrap(), clock.clone());
+        let empty_capacity = table_capacity(&limiter);
+        let mut key = String::new();
+        let mut check = |prefix: &str, n: u32| {
+            for i in 0..n {
+                key.clear();
+                std::fmt::Write::write_fmt(&mut key, format_args!("{prefix}{i}")).unwrap();
+                assert!(limiter.check_sync(&key).unwrap().is_allowed());
+            }
+        };
+        check("first:", 1_000_000);
+        assert_eq!(limiter.len(), 1_000_000);
+        let full_capacity = table_capacity(&limiter);
+
+        // The first million go idle; a second million arrive. Each shard sweeps
+        // itself as it is used, so the store never holds both.
+        clock.advance(Duration::from_secs(1));
+        check("second:", 1_000_000);
+        assert!(limiter.len() < 1_200_000, "idle keys were not swept: {}", limiter.len());
+        assert!(table_capacity(&limiter) <= full_capacity * 2);
+
+        // All idle: an explicit cleanup gives the memory back.
+        clock.advance(Duration::from_secs(1));
+        assert!(limiter.cleanup() > 0);
+        assert!(limiter.is_empty());
+        assert!(table_capacity(&limiter) <= empty_capacity + 16 * limiter.shards.len());
+    }
+
+    #[test]
+    fn a_shard_with_one_busy_key_still_sweeps_its_idle_neighbours() {
+        let clock = ManualClock::new();
+        let limiter = InMemory::with_clock(TokenBucket::new(1, Rate::per_second(1_000)).unwrap(), clock.clone());
+        for i in 0..10_000 {
+            let _ = limiter.check_sync(&format!("idle:{i}")).unwrap();
+        }
+        clock.advance(Duration::from_secs(1));
+        // Other shards' keys go too: each sweep of the busy shard sweeps one more.
+        for _ in 0..(limiter.shards.len() + 1) * MIN_OPERATIONS_BETWEEN_SWEEPS {
+            let _ = limiter.check_sync("busy").unwrap();
+        }
+        assert_eq!(limiter.len(), 1);
+    }
 }

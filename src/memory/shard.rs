@@ -10,7 +10,7 @@ use crate::algorithm::{Algorithm, sealed::Step};
 
 /// Sweeps no more often than this many operations, so that a shard with few
 /// keys does not sweep on every call.
-const MIN_OPERATIONS_BETWEEN_SWEEPS: u64 = 1024;
+pub(super) const MIN_OPERATIONS_BETWEEN_SWEEPS: usize = 1024;
 
 /// A lock around a table of keys. Aligned to 128 bytes so that two shards
 /// never share a cache line (or the pair the prefetcher fetches together).
@@ -25,13 +25,20 @@ struct Table<S> {
     entries: HashTable<Entry<S>>,
     // Counts down to the next sweep; reset to the table's size by each sweep,
     // so sweeping costs O(1) per operation amortized.
-    operations_until_sweep: u64,
+    operations_until_sweep: usize,
 }
 
 impl<S> Default for Table<S> {
     fn default() -> Self {
         Self { entries: HashTable::new(), operations_until_sweep: MIN_OPERATIONS_BETWEEN_SWEEPS }
     }
+}
+
+/// Whether a decision also swept its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Swept {
+    Yes,
+    No,
 }
 
 #[derive(Debug)]
@@ -43,6 +50,12 @@ struct Entry<S> {
 impl<S> Shard<S> {
     pub(super) fn len(&self) -> usize {
         self.table.lock().entries.len()
+    }
+
+    /// How many entries the table has room for: what it holds in memory.
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.table.lock().entries.capacity()
     }
 
     pub(super) fn remove(&self, hash: u64, key: &str) {
@@ -63,17 +76,20 @@ impl<S: Default> Shard<S> {
         key: &str,
         now_us: u64,
         cost: u64,
-    ) -> Decision
+    ) -> (Decision, Swept)
     where
         A: Algorithm + Step<State = S>,
     {
         let mut table = self.table.lock();
         table.operations_until_sweep -= 1;
-        if table.operations_until_sweep == 0 {
+        let swept = if table.operations_until_sweep == 0 {
             table.sweep(algorithm, hasher, now_us);
-        }
+            Swept::Yes
+        } else {
+            Swept::No
+        };
         if let Some(entry) = table.entries.find_mut(hash, |entry| &*entry.key == key) {
-            return algorithm.step(&mut entry.state, now_us, cost);
+            return (algorithm.step(&mut entry.state, now_us, cost), swept);
         }
         let mut state = S::default();
         let decision = algorithm.step(&mut state, now_us, cost);
@@ -81,7 +97,7 @@ impl<S: Default> Shard<S> {
             let entry = Entry { key: key.into(), state };
             table.entries.insert_unique(hash, entry, |entry| hasher.hash_one(&*entry.key));
         }
-        decision
+        (decision, swept)
     }
 
     pub(super) fn sweep<A>(&self, algorithm: &A, hasher: &foldhash::fast::RandomState, now_us: u64) -> usize
@@ -105,7 +121,7 @@ impl<S> Table<S> {
         if self.entries.capacity() > 4 * after.max(16) {
             self.entries.shrink_to(2 * after, |entry| hasher.hash_one(&*entry.key));
         }
-        self.operations_until_sweep = (after as u64).max(MIN_OPERATIONS_BETWEEN_SWEEPS);
+        self.operations_until_sweep = after.max(MIN_OPERATIONS_BETWEEN_SWEEPS);
         before - after
     }
 }

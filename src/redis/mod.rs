@@ -1,0 +1,219 @@
+//! [`Redis`]: the backend that many processes share.
+//!
+//! Each decision is one Lua script (`lua/`), run atomically by Redis on one
+//! key per (limiter, user key): the same step as the in-memory backend, so
+//! the two decide alike.
+
+mod builder;
+mod policy;
+pub(crate) mod scripts;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager};
+
+pub use self::builder::RedisBuilder;
+pub use self::policy::FailurePolicy;
+use crate::algorithm::{Algorithm, check_cost};
+use crate::clock::{Clock, micros};
+use crate::{Decision, Error, InMemory, RateLimiter, Result};
+
+/// A keyed rate limiter whose state lives in Redis, so that every process
+/// using the same Redis and prefix shares one limit.
+///
+/// Each check is one atomic Lua script on one key, `<prefix>{<user key>}`,
+/// which expires once it reads as new again; a denial or a peek writes
+/// nothing. Time is the Redis server's `TIME` (opt out with
+/// [`RedisBuilder::client_time`]). Cloning is cheap and clones share the
+/// connection: concurrent checks are pipelined on it.
+///
+/// Runs on Tokio, with timers enabled (as `#[tokio::main]` does): each call
+/// is bounded by [`tokio::time::timeout`].
+///
+/// ```no_run
+/// use tollgate::{FixedWindow, Rate, RateLimiter, Redis};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let limiter = Redis::builder(FixedWindow::new(Rate::per_minute(100))?)
+///     .prefix("api:")
+///     .connect("redis://127.0.0.1:6379")
+///     .await?;
+/// let decision = limiter.check("user:42").await?;
+/// if !decision.is_allowed() {
+///     // Answer 429, with Retry-After: decision.retry_after()
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Redis<A: Algorithm, C = ConnectionManager> {
+    inner: Arc<Inner<A>>,
+    connection: C,
+}
+
+/// What clones share.
+#[derive(Debug)]
+struct Inner<A: Algorithm> {
+    algorithm: A,
+    script: &'static redis::Script,
+    config: Vec<u64>,
+    prefix: String,
+    timeout: Duration,
+    failure_policy: FailurePolicy,
+    client_clock: Option<Arc<dyn Clock>>,
+    fallback: Option<InMemory<A, Arc<dyn Clock>>>,
+}
+
+impl<A: Algorithm> Redis<A> {
+    /// Starts building a limiter of `algorithm`.
+    pub fn builder(algorithm: A) -> RedisBuilder<A> {
+        RedisBuilder::new(algorithm)
+    }
+}
+
+impl<A: Algorithm, C> Redis<A, C> {
+    /// The algorithm this limiter runs.
+    pub fn algorithm(&self) -> &A {
+        &self.inner.algorithm
+    }
+
+    /// The prefix of every key this limiter writes.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The Redis key that holds `key`'s state: `<prefix>{<key>}`.
+    pub fn redis_key(&self, key: &str) -> String {
+        scripts::redis_key(&self.inner.prefix, key)
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// What a check answers when Redis fails.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.inner.failure_policy
+    }
+}
+
+impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C> {
+    /// One script call, bounded by the timeout.
+    async fn decide(&self, key: &str, cost: u64) -> Result<Decision> {
+        let inner = &*self.inner;
+        let now_us = inner.client_clock.as_ref().map(|clock| micros(clock.now()));
+        let redis_key = self.redis_key(key);
+        let mut connection = self.connection.clone();
+        let call = scripts::invoke(&mut connection, inner.script, &redis_key, cost, now_us, &inner.config);
+        tokio::time::timeout(inner.timeout, call).await.unwrap_or(Err(Error::Timeout(inner.timeout)))
+    }
+}
+
+impl<A: Algorithm, C: Clone> Clone for Redis<A, C> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner), connection: self.connection.clone() }
+    }
+}
+
+impl<A: Algorithm, C> fmt::Debug for Redis<A, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The connection need not be `Debug` (not every connection type is).
+        f.debug_struct("Redis").field("inner", &self.inner).field("connection", &std::any::type_name::<C>()).finish()
+    }
+}
+
+#[async_trait]
+impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimiter for Redis<A, C> {
+    /// Runs the algorithm's script for `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CostTooHigh`] before any call to Redis. Then, with
+    /// [`FailurePolicy::ReturnError`], [`Error::Redis`], [`Error::Timeout`]
+    /// or [`Error::UnexpectedReply`]; the other policies answer with a
+    /// decision instead.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future after the script was sent may leave the cost
+    /// taken without the caller learning it: it errs towards limiting.
+    async fn check_n(&self, key: &str, cost: u64) -> Result<Decision> {
+        let inner = &*self.inner;
+        check_cost(&inner.algorithm, cost)?;
+        let error = match self.decide(key, cost).await {
+            Ok(decision) => return Ok(decision),
+            Err(error) => error,
+        };
+        if let Some(decision) = inner.failure_policy.fixed_decision(inner.algorithm.limit()) {
+            return Ok(decision);
+        }
+        match &inner.fallback {
+            Some(fallback) => fallback.check_n_sync(key, cost),
+            None => Err(error),
+        }
+    }
+
+    /// Deletes `key`'s Redis key (and, with
+    /// [`FailurePolicy::FallbackToMemory`], its in-memory state).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] or [`Error::Timeout`], whatever the failure policy: a
+    /// reset is not a decision, and the caller should know it did not happen.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future may leave the key deleted or not.
+    async fn reset(&self, key: &str) -> Result<()> {
+        let inner = &*self.inner;
+        if let Some(fallback) = &inner.fallback {
+            fallback.reset_sync(key);
+        }
+        let mut connection = self.connection.clone();
+        let mut delete = redis::cmd("DEL");
+        delete.arg(self.redis_key(key));
+        match tokio::time::timeout(inner.timeout, delete.exec_async(&mut connection)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Error::Timeout(inner.timeout)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Rate, SlidingLog, TokenBucket};
+
+    fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
+
+    fn assert_limiter<L: RateLimiter + Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn limiters_are_send_sync_clone_and_static() {
+        assert_shareable::<Redis<TokenBucket>>();
+        assert_limiter::<Redis<SlidingLog, redis::aio::MultiplexedConnection>>();
+    }
+
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn a_cluster_connection_can_carry_a_limiter() {
+        assert_limiter::<Redis<TokenBucket, redis::cluster_async::ClusterConnection>>();
+    }
+
+    #[test]
+    fn a_prefix_with_braces_and_a_zero_timeout_are_rejected_before_connecting() {
+        let algorithm = || TokenBucket::new(1, Rate::per_second(1)).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for builder in [
+            Redis::builder(algorithm()).prefix("a{b"),
+            Redis::builder(algorithm()).prefix("a}"),
+            Redis::builder(algorithm()).timeout(Duration::ZERO),
+        ] {
+            // An unreachable URL: the configuration is rejected first.
+            let error = runtime.block_on(builder.connect("redis://127.0.0.1:1")).unwrap_err();
+            assert!(matches!(error, Error::InvalidConfig(_)), "{error}");
+        }
+    }
+}

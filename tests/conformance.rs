@@ -1,0 +1,352 @@
+//! The rules every backend keeps, written once as checks that take a
+//! [`Backend`], then run against each: `InMemory` here, Redis in
+//! `redis_backend.rs` (and, later, Redis Cluster) through [`conformance_suite!`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tollgate::{
+    Algorithm, Decision, Error, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog,
+    TokenBucket,
+};
+
+/// A backend under test: makes limiters that share state with each other and
+/// with no limiter made before.
+pub(crate) trait Backend {
+    /// `count` limiters of `algorithm` over one shared state (on Redis: each on
+    /// its own connection, all with one fresh prefix). With `Some(clock)` they
+    /// all read `clock`; with `None`, the backend's own time.
+    async fn limiters<A: Algorithm>(
+        &self,
+        algorithm: A,
+        clock: Option<ManualClock>,
+        count: usize,
+    ) -> Vec<Arc<dyn RateLimiter>>;
+
+    /// One limiter of `algorithm` on `clock`.
+    async fn limiter<A: Algorithm>(&self, algorithm: A, clock: &ManualClock) -> Arc<dyn RateLimiter> {
+        self.limiters(algorithm, Some(clock.clone()), 1).await.remove(0)
+    }
+}
+
+/// The in-memory backend: `count` handles on one `InMemory`.
+pub(crate) struct InMemoryBackend;
+
+impl Backend for InMemoryBackend {
+    async fn limiters<A: Algorithm>(
+        &self,
+        algorithm: A,
+        clock: Option<ManualClock>,
+        count: usize,
+    ) -> Vec<Arc<dyn RateLimiter>> {
+        let limiter: Arc<dyn RateLimiter> = match clock {
+            Some(clock) => Arc::new(InMemory::with_clock(algorithm, clock)),
+            None => Arc::new(InMemory::new(algorithm)),
+        };
+        vec![limiter; count]
+    }
+}
+
+/// Defines one `#[tokio::test]` per conformance check, each running it on
+/// the backend that `$backend` (an `Option<impl Backend>`, `None` to skip)
+/// evaluates to.
+macro_rules! conformance_suite {
+    ($backend:expr) => {
+        $crate::conformance::conformance_suite!(@tests $backend;
+            each_algorithm_decides_to_the_microsecond,
+            a_clock_that_goes_back_admits_nothing_extra,
+            a_cost_over_the_maximum_is_an_error_and_a_zero_cost_peeks,
+            exactly_the_limit_is_admitted_under_concurrency,
+            awkward_keys_each_get_their_own_allowance,
+            reset_gives_a_key_its_full_allowance_back,
+        );
+    };
+    (@tests $backend:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(backend) = $backend {
+                    $crate::conformance::$check(&backend).await;
+                }
+            }
+        )*
+    };
+}
+pub(crate) use conformance_suite;
+
+mod in_memory {
+    conformance_suite!(Some(super::InMemoryBackend));
+}
+
+/// A realistic epoch time at the start of a second, so windows are easy to read.
+const START: Duration = Duration::from_secs(1_700_000_000);
+const MS: u64 = 1_000;
+const SECOND: u64 = 1_000_000;
+
+/// A decision as its six fields, durations in µs.
+type Fields = (bool, u64, u64, u64, u64, u64);
+
+fn fields(decision: Decision) -> Fields {
+    let micros = |duration: Duration| duration.as_micros() as u64;
+    (
+        decision.is_allowed(),
+        decision.limit(),
+        decision.remaining(),
+        decision.retry_after().map_or(0, micros),
+        micros(decision.reset_after()),
+        micros(decision.wait()),
+    )
+}
+
+const fn allowed(limit: u64, remaining: u64, reset_after_us: u64, wait_us: u64) -> Fields {
+    (true, limit, remaining, 0, reset_after_us, wait_us)
+}
+
+const fn denied(limit: u64, remaining: u64, retry_after_us: u64, reset_after_us: u64) -> Fields {
+    (false, limit, remaining, retry_after_us, reset_after_us, 0)
+}
+
+/// Runs `(advance_us, cost, expected)` steps on one key, from `start`.
+async fn expect_steps<A: Algorithm>(
+    backend: &impl Backend,
+    algorithm: A,
+    start: Duration,
+    steps: &[(u64, u64, Fields)],
+) {
+    let clock = ManualClock::starting_at(start);
+    let limiter = backend.limiter(algorithm.clone(), &clock).await;
+    for (n, &(advance_us, cost, expected)) in steps.iter().enumerate() {
+        clock.advance(Duration::from_micros(advance_us));
+        let decision = limiter.check_n("user", cost).await.unwrap();
+        assert_eq!(fields(decision), expected, "step {n} of {algorithm:?}");
+    }
+}
+
+pub(crate) async fn each_algorithm_decides_to_the_microsecond(backend: &impl Backend) {
+    let quarter_past = START + Duration::from_millis(250);
+    let three_per_second = FixedWindow::new(Rate::per_second(3)).unwrap();
+    expect_steps(
+        backend,
+        three_per_second,
+        quarter_past,
+        &[
+            (0, 1, allowed(3, 2, 750 * MS, 0)),
+            (0, 2, allowed(3, 0, 750 * MS, 0)),
+            (500 * MS, 1, denied(3, 0, 250 * MS, 250 * MS)),
+            (0, 0, allowed(3, 0, 250 * MS, 0)),
+            (250 * MS, 3, allowed(3, 0, SECOND, 0)),
+        ],
+    )
+    .await;
+
+    let two_in_any_second = SlidingLog::new(Rate::per_second(2)).unwrap();
+    expect_steps(
+        backend,
+        two_in_any_second,
+        START,
+        &[
+            (0, 1, allowed(2, 1, SECOND, 0)),
+            (400 * MS, 1, allowed(2, 0, SECOND, 0)),
+            (500 * MS, 1, denied(2, 0, 100 * MS, 500 * MS)),
+            // The first entry has left; two more need the second to leave too.
+            (100 * MS, 2, denied(2, 1, 400 * MS, 400 * MS)),
+            (0, 1, allowed(2, 0, SECOND, 0)),
+            (0, 0, allowed(2, 0, SECOND, 0)),
+        ],
+    )
+    .await;
+
+    let ten_a_second_bursts_of_three = TokenBucket::new(3, Rate::per_second(10)).unwrap();
+    expect_steps(
+        backend,
+        ten_a_second_bursts_of_three,
+        START,
+        &[
+            (0, 3, allowed(3, 0, 300 * MS, 0)),
+            (50 * MS, 1, denied(3, 0, 50 * MS, 250 * MS)),
+            (50 * MS, 1, allowed(3, 0, 300 * MS, 0)),
+            (0, 0, allowed(3, 0, 300 * MS, 0)),
+            (SECOND, 0, allowed(3, 3, 0, 0)),
+        ],
+    )
+    .await;
+
+    // A token every 333 333.3 µs: waits are rounded up, never down.
+    let three_a_second = TokenBucket::new(1, Rate::per_second(3)).unwrap();
+    expect_steps(
+        backend,
+        three_a_second,
+        START,
+        &[
+            (0, 1, allowed(1, 0, 333_334, 0)),
+            (0, 1, denied(1, 0, 333_334, 333_334)),
+            (333_333, 1, denied(1, 0, 1, 1)),
+            (1, 1, allowed(1, 0, 333_334, 0)),
+        ],
+    )
+    .await;
+
+    let queue_of_two_ten_a_second = LeakyBucket::new(2, Rate::per_second(10)).unwrap();
+    expect_steps(
+        backend,
+        queue_of_two_ten_a_second,
+        START,
+        &[
+            (0, 1, allowed(3, 2, 100 * MS, 0)),
+            (0, 1, allowed(3, 1, 200 * MS, 100 * MS)),
+            (0, 1, allowed(3, 0, 300 * MS, 200 * MS)),
+            (0, 1, denied(3, 0, 100 * MS, 300 * MS)),
+            (150 * MS, 1, allowed(3, 0, 250 * MS, 150 * MS)),
+            (0, 0, allowed(3, 0, 250 * MS, 0)),
+        ],
+    )
+    .await;
+}
+
+/// Every algorithm, limited to `limit` at once, with nothing refilled within
+/// the hour: the four can be held to one count.
+fn hourly(limit: u64) -> (FixedWindow, SlidingLog, TokenBucket, LeakyBucket) {
+    (
+        FixedWindow::new(Rate::per_hour(limit)).unwrap(),
+        SlidingLog::new(Rate::per_hour(limit)).unwrap(),
+        TokenBucket::new(limit, Rate::per_hour(limit)).unwrap(),
+        LeakyBucket::new(limit - 1, Rate::per_hour(limit)).unwrap(),
+    )
+}
+
+/// Runs `check` once for each algorithm of [`hourly`]`(limit)`.
+macro_rules! for_each_algorithm {
+    ($limit:expr, |$algorithm:ident| $check:expr) => {{
+        let (fixed_window, sliding_log, token_bucket, leaky_bucket) = hourly($limit);
+        {
+            let $algorithm = fixed_window;
+            $check
+        }
+        {
+            let $algorithm = sliding_log;
+            $check
+        }
+        {
+            let $algorithm = token_bucket;
+            $check
+        }
+        {
+            let $algorithm = leaky_bucket;
+            $check
+        }
+    }};
+}
+
+pub(crate) async fn a_clock_that_goes_back_admits_nothing_extra(backend: &impl Backend) {
+    for_each_algorithm!(3, |algorithm| {
+        let clock = ManualClock::starting_at(START + Duration::from_secs(7200));
+        let limiter = backend.limiter(algorithm, &clock).await;
+        assert!(limiter.check_n("user", 3).await.unwrap().is_allowed());
+        clock.set(START);
+        let decision = limiter.check("user").await.unwrap();
+        assert!(!decision.is_allowed(), "{algorithm:?} admitted more after the clock went back: {decision:?}");
+    });
+}
+
+pub(crate) async fn a_cost_over_the_maximum_is_an_error_and_a_zero_cost_peeks(backend: &impl Backend) {
+    for_each_algorithm!(3, |algorithm| {
+        let clock = ManualClock::starting_at(START);
+        let limiter = backend.limiter(algorithm, &clock).await;
+        let error = limiter.check_n("user", 4).await.unwrap_err();
+        assert!(matches!(error, Error::CostTooHigh { cost: 4, max: 3 }), "{algorithm:?}: {error}");
+        let peek = limiter.check_n("user", 0).await.unwrap();
+        assert_eq!((peek.is_allowed(), peek.remaining()), (true, 3), "{algorithm:?}");
+        assert!(limiter.check_n("user", 2).await.unwrap().is_allowed());
+        // More than is left is denied and takes nothing; what fits still fits.
+        assert!(!limiter.check_n("user", 2).await.unwrap().is_allowed(), "{algorithm:?}");
+        assert_eq!(limiter.check_n("user", 0).await.unwrap().remaining(), 1, "{algorithm:?}");
+        assert!(limiter.check_n("user", 1).await.unwrap().is_allowed(), "{algorithm:?}");
+    });
+}
+
+/// Waits, if need be, for an hourly window to start, so that a burst of a
+/// few seconds stays inside one fixed window.
+async fn align_to_an_hourly_window() {
+    let into_hour = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64() % 3600.0;
+    if into_hour > 3590.0 {
+        tokio::time::sleep(Duration::from_secs_f64(3600.5 - into_hour)).await;
+    }
+}
+
+pub(crate) async fn exactly_the_limit_is_admitted_under_concurrency(backend: &impl Backend) {
+    for_each_algorithm!(50, |algorithm| {
+        align_to_an_hourly_window().await;
+        let limiters = backend.limiters(algorithm, None, 8).await;
+        let tasks: Vec<_> = (0..100)
+            .map(|task| {
+                let limiter = Arc::clone(&limiters[task % limiters.len()]);
+                tokio::spawn(async move { limiter.check("one key").await.unwrap().is_allowed() })
+            })
+            .collect();
+        let mut admitted = 0;
+        for task in tasks {
+            admitted += u32::from(task.await.unwrap());
+        }
+        assert_eq!(admitted, 50, "{algorithm:?}");
+    });
+}
+
+/// User keys that a careless key scheme would mangle or confuse.
+pub(crate) fn awkward_keys() -> Vec<String> {
+    let mut keys: Vec<String> = [
+        "",
+        " ",
+        "a b",
+        "a",
+        "a}",
+        "{a}",
+        "{",
+        "}",
+        "{}",
+        "}{",
+        "a}{b",
+        "tollgate:{a}",
+        "line\nbreak",
+        "tab\there",
+        "nul\0byte",
+        "ключ",
+        "🔑 emoji",
+        "*",
+        "?",
+        "[a]",
+    ]
+    .iter()
+    .map(|key| key.to_string())
+    .collect();
+    keys.push("k".repeat(10 * 1024));
+    keys.push("k".repeat(10 * 1024 - 1) + "}");
+    keys
+}
+
+pub(crate) async fn awkward_keys_each_get_their_own_allowance(backend: &impl Backend) {
+    let clock = ManualClock::starting_at(START);
+    let limiter = backend.limiter(FixedWindow::new(Rate::per_hour(2)).unwrap(), &clock).await;
+    let keys = awkward_keys();
+    for remaining in [1, 0] {
+        for key in &keys {
+            let decision = limiter.check(key).await.unwrap();
+            assert_eq!((decision.is_allowed(), decision.remaining()), (true, remaining), "key {key:?}");
+        }
+    }
+    for key in &keys {
+        assert!(!limiter.check(key).await.unwrap().is_allowed(), "key {key:?}");
+    }
+}
+
+pub(crate) async fn reset_gives_a_key_its_full_allowance_back(backend: &impl Backend) {
+    for_each_algorithm!(2, |algorithm| {
+        let clock = ManualClock::starting_at(START);
+        let limiter = backend.limiter(algorithm, &clock).await;
+        assert!(limiter.check_n("user", 2).await.unwrap().is_allowed());
+        assert!(limiter.check_n("other", 2).await.unwrap().is_allowed());
+        limiter.reset("user").await.unwrap();
+        limiter.reset("never seen").await.unwrap();
+        assert_eq!(limiter.check_n("user", 0).await.unwrap().remaining(), 2, "{algorithm:?}");
+        assert!(!limiter.check("other").await.unwrap().is_allowed(), "{algorithm:?}");
+    });
+}

@@ -1,0 +1,565 @@
+//! The tower middleware: every header with exact values, the leaky bucket's
+//! hold, and the axum example driven over real HTTP.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::{Bytes, HttpBody};
+use http::header::{CONTENT_TYPE, HeaderName, RETRY_AFTER};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tollgate::tower::{KeyExtractor, MissingKey, RateLimit, RateLimitLayer};
+use tollgate::{
+    Decision, Error, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog, TokenBucket,
+};
+use tower::{Layer, Service, ServiceExt};
+
+#[path = "../examples/axum_server/app.rs"]
+mod axum_app;
+
+const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// An inner service that counts its calls and notes when each happened.
+#[derive(Clone, Default)]
+struct Inner {
+    calls: Arc<Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl Inner {
+    fn calls(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+}
+
+impl Service<Request<()>> for Inner {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        self.calls.lock().unwrap().push(tokio::time::Instant::now());
+        std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok")))))
+    }
+}
+
+/// A fixed window of 3 per 10 s on a manual clock at 1.5 s: the window ends
+/// in 8.5 s, which every header rounds up to 9.
+fn three_per_ten_seconds() -> Arc<InMemory<FixedWindow, ManualClock>> {
+    let window = FixedWindow::new(Rate::new(3, Duration::from_secs(10))).unwrap();
+    Arc::new(InMemory::with_clock(window, ManualClock::starting_at(Duration::from_millis(1500))))
+}
+
+fn request() -> Request<()> {
+    Request::new(())
+}
+
+fn with_api_key(key: &str) -> Request<()> {
+    Request::builder().header(API_KEY, key).body(()).unwrap()
+}
+
+fn from_peer(addr: &str) -> Request<()> {
+    let mut request = request();
+    request.extensions_mut().insert(addr.parse::<SocketAddr>().unwrap());
+    request
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers.get(name).unwrap_or_else(|| panic!("no {name} header")).to_str().unwrap()
+}
+
+fn all<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+    headers.get_all(name).iter().map(|value| value.to_str().unwrap()).collect()
+}
+
+async fn send<S, B>(service: &mut S, request: Request<()>) -> (StatusCode, HeaderMap, String)
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+    B: HttpBody<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The service's allowance for `key` right now, without taking any.
+async fn remaining(limiter: &dyn RateLimiter, key: &str) -> u64 {
+    limiter.check_n(key, 0).await.unwrap().remaining()
+}
+
+#[tokio::test]
+async fn an_allowed_response_carries_every_rate_limit_header_with_exact_values() {
+    let layer = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all"))
+        .policy_name("api")
+        .unwrap()
+        .window(Duration::from_secs(10));
+    let mut service = layer.layer(Inner::default());
+
+    let (status, headers, body) = send(&mut service, request()).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(all(&headers, "ratelimit-policy"), [r#""api";q=3;w=10"#]);
+    assert_eq!(all(&headers, "ratelimit"), [r#""api";r=2;t=9"#]);
+    assert_eq!(header(&headers, "x-ratelimit-limit"), "3");
+    assert_eq!(header(&headers, "x-ratelimit-remaining"), "2");
+    assert_eq!(header(&headers, "x-ratelimit-reset"), "9");
+    assert!(headers.get(RETRY_AFTER).is_none());
+}
+
+#[tokio::test]
+async fn a_denied_request_gets_429_with_retry_after_every_header_and_a_json_body() {
+    let inner = Inner::default();
+    let layer = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all"))
+        .policy_name("api")
+        .unwrap()
+        .window(Duration::from_secs(10));
+    let mut service = layer.layer(inner.clone());
+    for _ in 0..3 {
+        assert_eq!(send(&mut service, request()).await.0, StatusCode::OK);
+    }
+
+    let (status, headers, body) = send(&mut service, request()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(inner.calls(), 3, "a denied request never reaches the inner service");
+    assert_eq!(header(&headers, "retry-after"), "9");
+    assert_eq!(all(&headers, "ratelimit-policy"), [r#""api";q=3;w=10"#]);
+    assert_eq!(all(&headers, "ratelimit"), [r#""api";r=0;t=9"#]);
+    assert_eq!(header(&headers, "x-ratelimit-limit"), "3");
+    assert_eq!(header(&headers, "x-ratelimit-remaining"), "0");
+    assert_eq!(header(&headers, "x-ratelimit-reset"), "9");
+    assert_eq!(header(&headers, "content-type"), "application/problem+json");
+    assert_eq!(
+        body,
+        concat!(
+            r#"{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","#,
+            r#""title":"Too Many Requests","status":429,"violated-policies":["api"],"#,
+            r#""limit":3,"remaining":0,"reset":9,"retry_after":9}"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn retry_after_and_reset_round_up_to_whole_seconds_and_retry_after_is_never_zero() {
+    // One token per 2.5 s.
+    let clock = ManualClock::new();
+    let bucket = TokenBucket::new(1, Rate::new(1, Duration::from_millis(2500))).unwrap();
+    let limiter = Arc::new(InMemory::with_clock(bucket, clock.clone()));
+    let mut service = RateLimitLayer::new(limiter, KeyExtractor::global("all")).layer(Inner::default());
+
+    let (_, allowed, _) = send(&mut service, request()).await;
+    assert_eq!(header(&allowed, "x-ratelimit-reset"), "3");
+    let (status, denied, _) = send(&mut service, request()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&denied, "retry-after"), "3");
+
+    // One microsecond before the token is back.
+    clock.advance(Duration::from_millis(2500) - Duration::from_micros(1));
+    let (status, denied, _) = send(&mut service, request()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&denied, "retry-after"), "1");
+    assert_eq!(header(&denied, "x-ratelimit-reset"), "1");
+    assert_eq!(all(&denied, "ratelimit"), [r#""default";r=0;t=1"#]);
+
+    clock.advance(Duration::from_micros(1));
+    assert_eq!(send(&mut service, request()).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_a_window_or_a_name_the_policy_is_default_with_no_w_parameter() {
+    let mut service = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all")).layer(Inner::default());
+    let (_, headers, _) = send(&mut service, request()).await;
+    assert_eq!(all(&headers, "ratelimit-policy"), [r#""default";q=3"#]);
+    assert_eq!(all(&headers, "ratelimit"), [r#""default";r=2;t=9"#]);
+}
+
+#[test]
+fn a_policy_name_that_would_break_the_headers_is_a_configuration_error() {
+    let layer = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all"));
+    assert!(matches!(layer.clone().policy_name("a\"b"), Err(Error::InvalidConfig(_))));
+    assert!(matches!(layer.policy_name(""), Err(Error::InvalidConfig(_))));
+}
+
+#[tokio::test]
+async fn each_api_key_has_its_own_allowance() {
+    let limiter = three_per_ten_seconds();
+    let mut service = RateLimitLayer::new(limiter.clone(), KeyExtractor::header(API_KEY)).layer(Inner::default());
+    for _ in 0..3 {
+        assert_eq!(send(&mut service, with_api_key("alice")).await.0, StatusCode::OK);
+    }
+    assert_eq!(send(&mut service, with_api_key("alice")).await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(send(&mut service, with_api_key("bob")).await.0, StatusCode::OK);
+    assert_eq!(remaining(&*limiter, "bob").await, 2);
+}
+
+#[tokio::test]
+async fn a_request_without_a_key_is_rejected_with_400_by_default_and_takes_nothing() {
+    let inner = Inner::default();
+    let limiter = three_per_ten_seconds();
+    let mut service = RateLimitLayer::new(limiter.clone(), KeyExtractor::header(API_KEY)).layer(inner.clone());
+
+    for request in [request(), with_api_key("")] {
+        let (status, headers, body) = send(&mut service, request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(header(&headers, "content-type"), "application/problem+json");
+        assert!(body.contains(r#""status":400"#), "{body}");
+        assert!(headers.get("ratelimit").is_none());
+    }
+    assert_eq!(inner.calls(), 0);
+    assert!(limiter.is_empty(), "no key was charged");
+}
+
+#[tokio::test]
+async fn a_request_without_a_key_can_fall_back_to_one_shared_key() {
+    let limiter = three_per_ten_seconds();
+    let layer = RateLimitLayer::new(limiter.clone(), KeyExtractor::header(API_KEY))
+        .on_missing_key(MissingKey::Fallback("anonymous".into()));
+    let mut service = layer.layer(Inner::default());
+    assert_eq!(send(&mut service, request()).await.0, StatusCode::OK);
+    assert_eq!(send(&mut service, request()).await.0, StatusCode::OK);
+    assert_eq!(send(&mut service, with_api_key("alice")).await.0, StatusCode::OK);
+    assert_eq!(remaining(&*limiter, "anonymous").await, 1);
+    assert_eq!(remaining(&*limiter, "alice").await, 2);
+}
+
+#[tokio::test]
+async fn peer_ip_keys_on_the_address_not_the_port() {
+    let limiter = three_per_ten_seconds();
+    let mut service = RateLimitLayer::new(limiter.clone(), KeyExtractor::peer_ip()).layer(Inner::default());
+    for peer in ["10.0.0.1:5000", "[::ffff:10.0.0.1]:5001", "[2001:db8::1]:443"] {
+        assert_eq!(send(&mut service, from_peer(peer)).await.0, StatusCode::OK);
+    }
+    assert_eq!(remaining(&*limiter, "10.0.0.1").await, 1, "one allowance over IPv4 and IPv4-mapped IPv6");
+    assert_eq!(remaining(&*limiter, "2001:db8::1").await, 2);
+    assert_eq!(send(&mut service, request()).await.0, StatusCode::BAD_REQUEST, "no address, no key");
+}
+
+#[tokio::test]
+async fn a_key_function_sees_the_request_head() {
+    let limiter = three_per_ten_seconds();
+    let by_tenant =
+        KeyExtractor::from_fn(|parts| parts.uri.path().strip_prefix("/tenants/")?.split('/').next().map(str::to_owned));
+    let mut service = RateLimitLayer::new(limiter.clone(), by_tenant).layer(Inner::default());
+    let to = |path: &str| Request::builder().uri(path).body(()).unwrap();
+    assert_eq!(send(&mut service, to("/tenants/acme/orders")).await.0, StatusCode::OK);
+    assert_eq!(send(&mut service, to("/tenants/acme/users")).await.0, StatusCode::OK);
+    assert_eq!(send(&mut service, to("/health")).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(remaining(&*limiter, "acme").await, 1);
+}
+
+#[tokio::test]
+async fn every_clone_of_the_service_draws_on_one_limiter() {
+    let layer = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all"));
+    let mut first = layer.layer(Inner::default());
+    let mut second = first.clone();
+    let mut third = layer.layer(Inner::default());
+    assert_eq!(send(&mut first, request()).await.0, StatusCode::OK);
+    assert_eq!(send(&mut second, request()).await.0, StatusCode::OK);
+    assert_eq!(send(&mut third, request()).await.0, StatusCode::OK);
+    for service in [&mut first, &mut second, &mut third] {
+        assert_eq!(send(service, request()).await.0, StatusCode::TOO_MANY_REQUESTS);
+    }
+}
+
+#[tokio::test]
+async fn poll_ready_takes_nothing_from_the_limiter() {
+    let limiter = three_per_ten_seconds();
+    let mut service = RateLimitLayer::new(limiter.clone(), KeyExtractor::global("all")).layer(Inner::default());
+    for _ in 0..10 {
+        service.ready().await.unwrap();
+    }
+    assert_eq!(remaining(&*limiter, "all").await, 3);
+    assert!(limiter.is_empty());
+}
+
+/// A backend that always fails, as Redis does when it is down and its
+/// failure policy is to report the error.
+#[derive(Debug)]
+struct Unreachable;
+
+#[async_trait]
+impl RateLimiter for Unreachable {
+    async fn check_n(&self, _: &str, _: u64) -> tollgate::Result<Decision> {
+        Err(Error::Timeout(Duration::from_millis(50)))
+    }
+
+    async fn reset(&self, _: &str) -> tollgate::Result<()> {
+        Err(Error::Timeout(Duration::from_millis(50)))
+    }
+}
+
+#[tokio::test]
+async fn a_limiter_error_is_answered_503_with_the_error_for_logging_layers() {
+    let inner = Inner::default();
+    let mut service = RateLimitLayer::new(Arc::new(Unreachable), KeyExtractor::global("all")).layer(inner.clone());
+    let response = service.ready().await.unwrap().call(request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+    let error = response.extensions().get::<Arc<Error>>().expect("the limiter's error");
+    assert!(matches!(**error, Error::Timeout(_)));
+    assert_eq!(inner.calls(), 0);
+}
+
+/// A backend that never answers.
+#[derive(Debug)]
+struct Silent;
+
+#[async_trait]
+impl RateLimiter for Silent {
+    async fn check_n(&self, _: &str, _: u64) -> tollgate::Result<Decision> {
+        std::future::pending().await
+    }
+
+    async fn reset(&self, _: &str) -> tollgate::Result<()> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limiter_that_never_answers_is_cut_short_by_the_check_timeout_with_503() {
+    let inner = Inner::default();
+    let layer =
+        RateLimitLayer::new(Arc::new(Silent), KeyExtractor::global("all")).check_timeout(Duration::from_millis(250));
+    let mut service = layer.layer(inner.clone());
+    let start = tokio::time::Instant::now();
+    let response = service.ready().await.unwrap().call(request()).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(250));
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let error = response.extensions().get::<Arc<Error>>().expect("the timeout error");
+    assert!(matches!(**error, Error::Timeout(limit) if limit == Duration::from_millis(250)));
+    assert_eq!(inner.calls(), 0);
+}
+
+#[tokio::test]
+async fn with_nested_layers_every_policy_is_listed_and_x_headers_show_the_tightest() {
+    let global = Arc::new(InMemory::new(FixedWindow::new(Rate::per_hour(100)).unwrap()));
+    let per_key = three_per_ten_seconds();
+    let service =
+        RateLimitLayer::new(global, KeyExtractor::global("all")).policy_name("global").unwrap().layer(Inner::default());
+    let mut service =
+        RateLimitLayer::new(per_key, KeyExtractor::header(API_KEY)).policy_name("per-key").unwrap().layer(service);
+
+    let (status, headers, _) = send(&mut service, with_api_key("alice")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all(&headers, "ratelimit-policy"), [r#""global";q=100"#, r#""per-key";q=3"#]);
+    let ratelimit = all(&headers, "ratelimit");
+    assert!(ratelimit[0].starts_with(r#""global";r=99;t="#), "{ratelimit:?}");
+    assert_eq!(ratelimit[1], r#""per-key";r=2;t=9"#);
+    assert_eq!(header(&headers, "x-ratelimit-limit"), "3");
+    assert_eq!(header(&headers, "x-ratelimit-remaining"), "2");
+    assert_eq!(header(&headers, "x-ratelimit-reset"), "9");
+}
+
+/// A leaky bucket of 5 waiting at 10 per second: a slot every 100 ms.
+fn leaky() -> Arc<InMemory<LeakyBucket, ManualClock>> {
+    let bucket = LeakyBucket::new(5, Rate::per_second(10)).unwrap();
+    Arc::new(InMemory::with_clock(bucket, ManualClock::starting_at(Duration::from_secs(1))))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leaky_bucket_holds_each_request_for_its_wait_before_the_inner_service() {
+    let inner = Inner::default();
+    let mut service = RateLimitLayer::new(leaky(), KeyExtractor::global("all")).layer(inner.clone());
+    let start = tokio::time::Instant::now();
+
+    let (status, first, _) = send(&mut service, request()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&first, "x-ratelimit-remaining"), "5");
+    let (status, second, _) = send(&mut service, request()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&second, "x-ratelimit-limit"), "6");
+    assert_eq!(header(&second, "x-ratelimit-remaining"), "4");
+    assert_eq!(all(&second, "ratelimit"), [r#""default";r=4;t=1"#]);
+
+    let calls = inner.calls.lock().unwrap().clone();
+    assert_eq!(calls[0] - start, Duration::ZERO);
+    assert_eq!(calls[1] - start, Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_goes_away_while_held_costs_nothing_more() {
+    let inner = Inner::default();
+    let limiter = leaky();
+    let mut service = RateLimitLayer::new(limiter.clone(), KeyExtractor::global("all")).layer(inner.clone());
+    assert_eq!(send(&mut service, request()).await.0, StatusCode::OK);
+
+    let held = tokio::spawn(service.ready().await.unwrap().call(request()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    held.abort();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    assert_eq!(inner.calls(), 1, "the abandoned request never reached the inner service");
+    // Two slots taken (the limiter's clock did not move): the abandoned
+    // request kept its own slot and nothing else.
+    assert_eq!(remaining(&*limiter, "all").await, 4);
+}
+
+#[test]
+fn the_layer_fits_axum_routers_layer_and_route_layer() {
+    let layer = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all"));
+    let _: axum::Router = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "hello" }))
+        .route_layer(layer.clone())
+        .layer(layer);
+}
+
+#[test]
+fn the_layer_and_service_are_send_sync_clone_and_static() {
+    fn bounds<T: Send + Sync + Clone + 'static>() {}
+    bounds::<RateLimitLayer>();
+    bounds::<RateLimit<Inner>>();
+    bounds::<KeyExtractor>();
+    fn future_is_send<F: Send>(_: &F) {}
+    let mut service = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all")).layer(Inner::default());
+    future_is_send(&service.call(request()));
+}
+
+/// One header value of the IETF draft: `"name";key=integer;...`.
+fn parse_item(item: &str) -> (String, Vec<(String, u64)>) {
+    let mut fields = item.split(';');
+    let name = fields.next().unwrap();
+    let name = name.strip_prefix('"').and_then(|name| name.strip_suffix('"')).expect("a quoted policy name");
+    let params = fields
+        .map(|param| {
+            let (key, value) = param.split_once('=').expect("key=value");
+            (key.to_owned(), value.parse().unwrap_or_else(|_| panic!("{item}: {value} is not an integer")))
+        })
+        .collect();
+    (name.to_owned(), params)
+}
+
+/// Every rate-limit header of a response parses, and the `X-` trio agrees
+/// with one of the `RateLimit` items.
+fn check_headers(response: &reqwest::Response) {
+    let headers = response.headers();
+    let number = |name: &str| -> u64 { headers[name].to_str().unwrap().parse().unwrap() };
+    let policies: Vec<_> =
+        headers.get_all("ratelimit-policy").iter().map(|v| parse_item(v.to_str().unwrap())).collect();
+    let limits: Vec<_> = headers.get_all("ratelimit").iter().map(|v| parse_item(v.to_str().unwrap())).collect();
+    // The client's own policy is checked first (outermost), the global one
+    // only for requests it admits; each appends its item after the inner's.
+    let names: Vec<_> = policies.iter().map(|p| p.0.as_str()).collect();
+    match names[..] {
+        [client] => assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{client}"),
+        ["global", client] => assert_ne!(client, "global"),
+        _ => panic!("unexpected policies {names:?}"),
+    }
+    assert_eq!(limits.iter().map(|l| &l.0).collect::<Vec<_>>(), policies.iter().map(|p| &p.0).collect::<Vec<_>>());
+    for (_, params) in &policies {
+        assert_eq!(params.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["q", "w"]);
+        assert_eq!(params[1].1, 1, "a one-second window");
+    }
+    for (_, params) in &limits {
+        assert_eq!(params.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["r", "t"]);
+        assert!(params[1].1 <= 1);
+    }
+    let (limit, remaining, reset) =
+        (number("x-ratelimit-limit"), number("x-ratelimit-remaining"), number("x-ratelimit-reset"));
+    assert!(reset <= 1);
+    assert!(limits.iter().any(|(_, params)| params[0].1 == remaining), "x-ratelimit-remaining {remaining}");
+    assert!(policies.iter().any(|(_, params)| params[0].1 == limit), "x-ratelimit-limit {limit}");
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        assert!(number("retry-after") >= 1);
+        assert_eq!(remaining, 0);
+    } else {
+        assert!(headers.get(RETRY_AFTER).is_none());
+    }
+}
+
+#[tokio::test]
+async fn the_axum_example_answers_exact_counts_of_200_and_429_over_http() {
+    let one_second = Duration::from_secs(1);
+    let limiter = |amount| -> Arc<dyn RateLimiter> {
+        Arc::new(InMemory::new(SlidingLog::new(Rate::new(amount, one_second)).unwrap()))
+    };
+    let global = limiter(1000);
+    let limits = axum_app::Limits {
+        global: (Arc::clone(&global), one_second),
+        per_key: (limiter(3), one_second),
+        per_ip: (limiter(2), one_second),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(axum_app::serve(listener, axum_app::app(limits).unwrap()));
+    let client = reqwest::Client::new();
+    let get = |path: &str, api_key: Option<&str>| {
+        let request = client.get(format!("{base}{path}"));
+        match api_key {
+            Some(key) => request.header("x-api-key", key),
+            None => request,
+        }
+    };
+
+    let mut statuses = Vec::new();
+    let mut retry_after = 0;
+    for _ in 0..5 {
+        let response = get("/api/hello", Some("alice")).send().await.unwrap();
+        check_headers(&response);
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = response.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(retry_after, 1);
+
+    let bob = get("/api/hello", Some("bob")).send().await.unwrap();
+    check_headers(&bob);
+    assert_eq!(bob.status(), StatusCode::OK);
+    assert_eq!(bob.text().await.unwrap(), "hello, API client\n");
+    assert_eq!(get("/api/hello", None).send().await.unwrap().status(), StatusCode::BAD_REQUEST);
+
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = get("/public/hello", None).send().await.unwrap();
+        check_headers(&response);
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429], "per client IP, through axum's ConnectInfo");
+
+    // Only what each client's own limit admitted reached the global one:
+    // alice 3, bob 1, the public client 2 (all within the last second).
+    assert_eq!(remaining(&*global, "all").await, 1000 - 6);
+
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    let again = get("/api/hello", Some("alice")).send().await.unwrap();
+    check_headers(&again);
+    assert_eq!(again.status(), StatusCode::OK, "a request after Retry-After is admitted");
+    server.abort();
+}
+
+#[tokio::test]
+async fn concurrent_requests_over_http_are_admitted_exactly_up_to_the_limit() {
+    let per_minute = |amount| -> (Arc<dyn RateLimiter>, Duration) {
+        (Arc::new(InMemory::new(SlidingLog::new(Rate::per_minute(amount)).unwrap())), Duration::from_secs(60))
+    };
+    let limits = axum_app::Limits { global: per_minute(1000), per_key: per_minute(10), per_ip: per_minute(10) };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/hello", listener.local_addr().unwrap());
+    let server = tokio::spawn(axum_app::serve(listener, axum_app::app(limits).unwrap()));
+    let client = reqwest::Client::new();
+
+    let requests: Vec<_> = (0..25)
+        .map(|_| {
+            let request = client.get(&url).header("x-api-key", "carol").send();
+            tokio::spawn(async move { request.await.unwrap().status() })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut too_many = 0;
+    for request in requests {
+        match request.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => too_many += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((ok, too_many), (10, 15));
+    server.abort();
+}

@@ -1,0 +1,454 @@
+//! The Redis backend against real redis-server processes: the conformance
+//! suite, then what only Redis has (key layout, TTLs, script reloads, prefixes,
+//! failure policies).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands;
+use tollgate::{
+    Algorithm, Error, FailurePolicy, FixedWindow, LeakyBucket, ManualClock, Rate, RateLimiter, Redis, SlidingLog,
+    TokenBucket,
+};
+
+use crate::conformance::{Backend, conformance_suite};
+use crate::support::redis_server::RedisServer;
+
+/// Limiters on one server of their own, each set under a fresh prefix.
+pub(crate) struct RedisBackend {
+    server: RedisServer,
+    prefixes: AtomicU64,
+}
+
+impl RedisBackend {
+    pub(crate) fn start() -> Option<Self> {
+        Some(Self { server: RedisServer::start()?, prefixes: AtomicU64::new(0) })
+    }
+}
+
+impl Backend for RedisBackend {
+    async fn limiters<A: Algorithm>(
+        &self,
+        algorithm: A,
+        clock: Option<ManualClock>,
+        count: usize,
+    ) -> Vec<Arc<dyn RateLimiter>> {
+        let prefix = format!("conformance:{}:", self.prefixes.fetch_add(1, Ordering::Relaxed));
+        let mut limiters: Vec<Arc<dyn RateLimiter>> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut builder = Redis::builder(algorithm.clone()).prefix(&prefix).timeout(Duration::from_secs(5));
+            if let Some(clock) = &clock {
+                builder = builder.client_time(clock.clone());
+            }
+            limiters.push(Arc::new(builder.connect(&self.server.url()).await.unwrap()));
+        }
+        limiters
+    }
+}
+
+mod conformance {
+    super::conformance_suite!(super::RedisBackend::start());
+}
+
+/// A realistic epoch time, for client-time limiters.
+const START: Duration = Duration::from_secs(1_700_000_000);
+
+#[tokio::test]
+async fn a_key_is_the_prefix_then_the_user_key_in_braces_holding_the_algorithms_state() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut redis = server.connection().await;
+    let window = Redis::builder(FixedWindow::new(Rate::per_second(5)).unwrap()).connect(&server.url()).await.unwrap();
+    assert_eq!(window.redis_key("user:1"), "tollgate:{user:1}");
+    let _ = window.check_n("user:1", 2).await.unwrap();
+    let count: u64 = redis.hget("tollgate:{user:1}", "count").await.unwrap();
+    assert_eq!(count, 2);
+
+    let log =
+        Redis::builder(SlidingLog::new(Rate::per_second(5)).unwrap()).prefix("log:").build(redis.clone()).unwrap();
+    let _ = log.check_n("user:1", 3).await.unwrap();
+    let _ = log.check_n("user:1", 2).await.unwrap();
+    let members: Vec<(String, u64)> = redis.zrange_withscores("log:{user:1}", 0, -1).await.unwrap();
+    assert_eq!(members.len(), 5, "one unique member per admitted unit, even in the same microsecond: {members:?}");
+
+    let bucket = Redis::builder(TokenBucket::new(5, Rate::per_second(5)).unwrap()).prefix("tb:").build(redis.clone());
+    let _ = bucket.unwrap().check("user:1").await.unwrap();
+    let fields: Vec<String> = redis.hkeys("tb:{user:1}").await.unwrap();
+    assert_eq!(fields, ["debt", "updated_us"]);
+}
+
+#[tokio::test]
+async fn different_prefixes_never_share_state_and_braces_in_a_prefix_are_rejected() {
+    let Some(server) = RedisServer::start() else { return };
+    let connection = server.connection().await;
+    let limiter = |prefix: &str| {
+        Redis::builder(FixedWindow::new(Rate::per_hour(1)).unwrap()).prefix(prefix).build(connection.clone())
+    };
+    let (first, second) = (limiter("first:").unwrap(), limiter("second:").unwrap());
+    assert!(first.check("user").await.unwrap().is_allowed());
+    assert!(!first.check("user").await.unwrap().is_allowed());
+    assert!(second.check("user").await.unwrap().is_allowed());
+    for bad in ["a{", "}", "{x}"] {
+        assert!(matches!(limiter(bad), Err(Error::InvalidConfig(_))), "prefix {bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_cost_too_high_is_an_error_before_any_call_to_redis() {
+    let Some(mut server) = RedisServer::start() else { return };
+    let limiter = Redis::builder(TokenBucket::new(3, Rate::per_second(1)).unwrap())
+        .failure_policy(FailurePolicy::Allow)
+        .connect(&server.url())
+        .await
+        .unwrap();
+    server.stop();
+    // Even with Redis gone and a policy that allows, a cost that can never fit errs.
+    assert!(matches!(limiter.check_n("user", 4).await, Err(Error::CostTooHigh { cost: 4, max: 3 })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_flush_mid_run_fails_no_call() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut admin = server.connection().await;
+    let limiter = Redis::builder(TokenBucket::new(400, Rate::per_hour(1)).unwrap())
+        .timeout(Duration::from_secs(5))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let flusher = tokio::spawn(async move {
+        for _ in 0..50 {
+            let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut admin).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let mut admitted = 0;
+                for _ in 0..100 {
+                    let decision = limiter.check(&format!("key {}", task % 2)).await.expect("no call fails");
+                    admitted += u32::from(decision.is_allowed());
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        admitted += task.await.unwrap();
+    }
+    flusher.await.unwrap();
+    assert_eq!(admitted, 800, "two keys of 400 tokens, 400 requests each");
+    assert!(!limiter.check("key 0").await.unwrap().is_allowed());
+}
+
+/// A limiter of each algorithm under `prefix`, with a limit of 10 at once,
+/// each of whose keys lives at
+/// most `period` after a check that admits one unit: a fixed window to the
+/// window's end, a sliding log one period after its newest entry, a bucket
+/// until the unit (one per period) has drained.
+async fn limiters_of_each_algorithm(url: &str, prefix: &str, period: Duration) -> Vec<Arc<dyn RateLimiter>> {
+    async fn connect<A: Algorithm>(algorithm: A, url: &str, prefix: String) -> Arc<dyn RateLimiter> {
+        Arc::new(Redis::builder(algorithm).prefix(prefix).timeout(Duration::from_secs(5)).connect(url).await.unwrap())
+    }
+    vec![
+        connect(FixedWindow::new(Rate::new(10, period)).unwrap(), url, format!("{prefix}fw:")).await,
+        connect(SlidingLog::new(Rate::new(10, period)).unwrap(), url, format!("{prefix}sl:")).await,
+        connect(TokenBucket::new(10, Rate::new(1, period)).unwrap(), url, format!("{prefix}tb:")).await,
+        connect(LeakyBucket::new(9, Rate::new(1, period)).unwrap(), url, format!("{prefix}lb:")).await,
+    ]
+}
+
+/// Every key under `pattern`.
+async fn keys_matching(redis: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor = 0_u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(redis)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_ten_thousand_keys_every_key_has_a_ttl_no_longer_than_needed_and_then_is_gone() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut redis = server.connection().await;
+    // Long enough that a slow run on a loaded machine writes all its keys
+    // before the first expires.
+    let period = Duration::from_secs(10);
+    let limiters = limiters_of_each_algorithm(&server.url(), "ttl:", period).await;
+    // Start early in a fixed window, so that none ends within the run.
+    let into_window = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() % period.as_micros();
+    let into_window = Duration::from_micros(into_window as u64);
+    if into_window > Duration::from_secs(2) {
+        tokio::time::sleep(period - into_window + Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    // 2 500 keys per algorithm, checked by 25 tasks each, pipelined on one connection.
+    let tasks: Vec<_> = (0..100)
+        .map(|task| {
+            let limiter = Arc::clone(&limiters[task % 4]);
+            tokio::spawn(async move {
+                for key in (task / 4..2_500).step_by(25) {
+                    assert!(limiter.check(&key.to_string()).await.unwrap().is_allowed());
+                }
+                // A peek at a key never seen writes nothing.
+                assert!(limiter.check_n("peeked", 0).await.unwrap().is_allowed());
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let keys = keys_matching(&mut redis, "ttl:*").await;
+    assert_eq!(keys.len(), 10_000);
+    let mut pipeline = redis::pipe();
+    for key in &keys {
+        pipeline.pttl(key);
+    }
+    let ttls_ms: Vec<i64> = pipeline.query_async(&mut redis).await.unwrap();
+    // PTTL is -1 for a key without a TTL (and -2 for a key gone).
+    let longest_ms = period.as_millis() as i64;
+    for (key, ttl_ms) in keys.iter().zip(ttls_ms) {
+        assert!((1..=longest_ms).contains(&ttl_ms), "{key} has a TTL of {ttl_ms} ms, not 1..={longest_ms}");
+    }
+    eprintln!("10 000 keys checked and their TTLs read in {:?}", started.elapsed());
+
+    tokio::time::sleep(period + Duration::from_millis(50)).await;
+    assert_eq!(keys_matching(&mut redis, "ttl:*").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_denial_and_a_peek_write_nothing() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut redis = server.connection().await;
+    for limiter in limiters_of_each_algorithm(&server.url(), "quiet:", Duration::from_secs(3600)).await {
+        let _ = limiter.check_n("user", 10).await.unwrap();
+        let key = keys_matching(&mut redis, "quiet:*").await.pop().unwrap();
+        let () = redis.pexpire(&key, 7_200_000).await.unwrap();
+        assert!(!limiter.check("user").await.unwrap().is_allowed());
+        assert!(limiter.check_n("user", 0).await.unwrap().is_allowed());
+        let ttl_ms: i64 = redis.pttl(&key).await.unwrap();
+        assert!(ttl_ms > 7_000_000, "{key}: the TTL was rewritten to {ttl_ms} ms");
+        let () = redis.del(&key).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_sliding_log_admits_large_costs_and_never_holds_more_than_its_amount() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut redis = server.connection().await;
+    let clock = ManualClock::starting_at(START);
+    let amount = 10_000;
+    let limiter = Redis::builder(SlidingLog::new(Rate::per_second(amount)).unwrap())
+        .client_time(clock.clone())
+        .timeout(Duration::from_secs(5))
+        .build(redis.clone())
+        .unwrap();
+    assert!(limiter.check_n("user", amount - 1).await.unwrap().is_allowed());
+    assert!(limiter.check_n("user", 1).await.unwrap().is_allowed());
+    assert!(!limiter.check_n("user", 1).await.unwrap().is_allowed());
+    for _ in 0..5 {
+        clock.advance(Duration::from_millis(600));
+        let _ = limiter.check_n("user", amount / 2).await.unwrap();
+        let entries: u64 = redis.zcard(limiter.redis_key("user")).await.unwrap();
+        assert!(entries <= amount, "{entries} entries");
+    }
+}
+
+/// The failure policy cases share this: a limiter of 1 per hour with a
+/// 100 ms timeout on a server that is then stopped, checked, and restarted.
+async fn with_redis_down(policy: FailurePolicy, expect_while_down: impl Fn(&str, Result<tollgate::Decision, Error>)) {
+    let Some(mut server) = RedisServer::start() else { return };
+    let timeout = Duration::from_millis(100);
+    let limiter = Redis::builder(FixedWindow::new(Rate::per_hour(1)).unwrap())
+        .prefix(format!("{policy:?}:"))
+        .timeout(timeout)
+        .failure_policy(policy)
+        .connect(&server.url())
+        .await
+        .unwrap();
+    assert!(limiter.check("before").await.unwrap().is_allowed());
+
+    server.stop();
+    let mut elapsed_each = Vec::new();
+    for attempt in 0..10 {
+        let started = Instant::now();
+        let outcome = limiter.check("during").await;
+        let elapsed = started.elapsed();
+        elapsed_each.push(elapsed);
+        assert!(elapsed < timeout + Duration::from_millis(100), "{policy:?}: attempt {attempt} took {elapsed:?}");
+        expect_while_down(&format!("{policy:?}, attempt {attempt}"), outcome);
+    }
+    elapsed_each.sort();
+    eprintln!(
+        "{policy:?}: with Redis down, 10 checks took {:?} to {:?}, median {:?} (timeout {timeout:?})",
+        elapsed_each[0], elapsed_each[9], elapsed_each[5]
+    );
+
+    server.restart();
+    let restarted = Instant::now();
+    let key = "after";
+    // The same limiter, not rebuilt: its connection manager reconnects by itself.
+    loop {
+        let outcome = limiter.check(key).await;
+        let written: bool = server.connection().await.exists(limiter.redis_key(key)).await.unwrap();
+        if written {
+            assert!(outcome.unwrap().is_allowed());
+            break;
+        }
+        assert!(restarted.elapsed() < Duration::from_secs(10), "{policy:?}: no recovery within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("{policy:?}: checks reached Redis again {:?} after it restarted", restarted.elapsed());
+    assert!(!limiter.check(key).await.unwrap().is_allowed(), "{policy:?}: the state is Redis's again");
+}
+
+#[tokio::test]
+async fn return_error_fails_within_the_timeout_and_recovers() {
+    with_redis_down(FailurePolicy::ReturnError, |attempt, outcome| {
+        let error = outcome.unwrap_err();
+        assert!(matches!(error, Error::Redis(_) | Error::Timeout(_)), "{attempt}: {error}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn allow_admits_within_the_timeout_and_recovers() {
+    with_redis_down(FailurePolicy::Allow, |attempt, outcome| {
+        let decision = outcome.unwrap();
+        assert!(decision.is_allowed(), "{attempt}");
+        assert_eq!((decision.limit(), decision.remaining()), (1, 1), "{attempt}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deny_denies_within_the_timeout_and_recovers() {
+    with_redis_down(FailurePolicy::Deny, |attempt, outcome| {
+        let decision = outcome.unwrap();
+        assert!(!decision.is_allowed(), "{attempt}");
+        assert_eq!(decision.retry_after(), Some(FailurePolicy::DENY_RETRY_AFTER), "{attempt}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fallback_to_memory_limits_in_memory_within_the_timeout_and_recovers() {
+    let seen = std::sync::atomic::AtomicU32::new(0);
+    with_redis_down(FailurePolicy::FallbackToMemory, |attempt, outcome| {
+        // The in-memory limiter allows the first check of "during", then denies.
+        let first = seen.fetch_add(1, Ordering::Relaxed) == 0;
+        assert_eq!(outcome.unwrap().is_allowed(), first, "{attempt}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connecting_to_a_server_that_is_not_there_is_an_error_within_seconds() {
+    let Some(mut server) = RedisServer::start() else { return };
+    server.stop();
+    let started = Instant::now();
+    let outcome = Redis::builder(FixedWindow::new(Rate::per_second(1)).unwrap()).connect(&server.url()).await;
+    let elapsed = started.elapsed();
+    assert!(matches!(outcome, Err(Error::Redis(_))), "{outcome:?}");
+    eprintln!("connect to a closed port failed after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_limiter_on_a_lazy_connection_starts_while_redis_is_down_and_uses_it_once_up() {
+    let Some(mut server) = RedisServer::start() else { return };
+    server.stop();
+    let client = redis::Client::open(server.url()).unwrap();
+    let config = redis::aio::ConnectionManagerConfig::new().set_max_delay(Duration::from_millis(200));
+    let connection = redis::aio::ConnectionManager::new_lazy_with_config(client, config).unwrap();
+    let limiter = Redis::builder(FixedWindow::new(Rate::per_hour(1)).unwrap())
+        .failure_policy(FailurePolicy::Deny)
+        .build(connection)
+        .unwrap();
+    let started = Instant::now();
+    assert!(!limiter.check("user").await.unwrap().is_allowed());
+    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !limiter.check("user").await.unwrap().is_allowed() {
+        assert!(Instant::now() < deadline, "Redis was never used");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!limiter.check("user").await.unwrap().is_allowed());
+}
+
+/// A connection on which every `SCRIPT LOAD` is followed by a `SCRIPT FLUSH`:
+/// the race that redis-rs's reload alone loses. Counts the `EVAL`s sent.
+#[derive(Clone)]
+struct FlushingAfterEveryLoad {
+    inner: redis::aio::MultiplexedConnection,
+    evals: Arc<AtomicU64>,
+}
+
+impl redis::aio::ConnectionLike for FlushingAfterEveryLoad {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(async move {
+            let name: Vec<Vec<u8>> = cmd
+                .args_iter()
+                .take(2)
+                .map(|arg| match arg {
+                    redis::Arg::Simple(bytes) => bytes.to_ascii_uppercase(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            if name[0] == b"EVAL" {
+                self.evals.fetch_add(1, Ordering::Relaxed);
+            }
+            let reply = self.inner.req_packed_command(cmd).await;
+            if name == [&b"SCRIPT"[..], b"LOAD"] {
+                redis::cmd("SCRIPT").arg("FLUSH").exec_async(&mut self.inner).await?;
+            }
+            reply
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.inner.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
+#[tokio::test]
+async fn a_flush_between_reload_and_retry_is_answered_with_eval() {
+    let Some(server) = RedisServer::start() else { return };
+    let evals = Arc::new(AtomicU64::new(0));
+    let connection = FlushingAfterEveryLoad { inner: server.connection().await, evals: Arc::clone(&evals) };
+    let limiter = Redis::builder(SlidingLog::new(Rate::per_hour(3)).unwrap()).build(connection).unwrap();
+    // The first check: EVALSHA fails (nothing loaded), the reload is flushed
+    // at once, the retried EVALSHA fails too, and EVAL runs the script and
+    // caches it; later checks' EVALSHAs find it.
+    for remaining in [2, 1, 0] {
+        let decision = limiter.check("user").await.expect("no call fails");
+        assert_eq!((decision.is_allowed(), decision.remaining()), (true, remaining));
+    }
+    assert_eq!(evals.load(Ordering::Relaxed), 1);
+}

@@ -1,0 +1,16 @@
+//! What the integration tests share.
+
+pub mod models;
+#[cfg(feature = "redis")]
+pub mod redis_server;
+
+/// `cases` per property, with failures kept in `tests/regressions/` (committed,
+/// so a case that once failed is tried first, forever).
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, FileFailurePersistence};
+    Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..Config::default()
+    }
+}

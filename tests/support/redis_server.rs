@@ -1,0 +1,110 @@
+//! Real redis-server processes for the tests: each on a free loopback port,
+//! with persistence off, killed when dropped.
+//!
+//! Without a `redis-server` binary (or `TOLLGATE_REDIS_SERVER`, a path to
+//! one) the Redis tests skip with a printed reason, unless `CI` or
+//! `TOLLGATE_REQUIRE_REDIS` is set: then they fail.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server this test started, killed on drop.
+#[derive(Debug)]
+pub(crate) struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port, or `None` (after saying why) when
+    /// there is no redis-server and Redis is not required.
+    pub(crate) fn start() -> Option<Self> {
+        if let Err(reason) = Command::new(binary()).arg("--version").stdout(Stdio::null()).status() {
+            let required = ["CI", "TOLLGATE_REQUIRE_REDIS"].iter().any(|name| std::env::var_os(name).is_some());
+            assert!(!required, "Redis is required (CI or TOLLGATE_REQUIRE_REDIS is set) but {}: {reason}", binary());
+            eprintln!("skipped: no redis-server ({}: {reason}); install Redis to run this test", binary());
+            return None;
+        }
+        // A free port can be taken between asking for it and binding it: try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = Self { port, child: None };
+            if server.spawn().is_ok() {
+                return Some(server);
+            }
+        }
+        panic!("could not start redis-server on any of five free ports");
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server: connections fail until [`restart`](Self::restart).
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, empty.
+    pub(crate) fn restart(&mut self) {
+        self.stop();
+        self.spawn().unwrap_or_else(|error| panic!("redis-server did not restart on port {}: {error}", self.port));
+    }
+
+    /// A plain connection for looking at what the limiters wrote.
+    pub(crate) async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url()).unwrap();
+        client.get_multiplexed_async_connection().await.unwrap()
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut child = Command::new(binary())
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|error| error.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("redis-server exited: {status}"));
+            }
+            if answers_ping(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err("redis-server did not answer PING within 10 s".to_owned())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn binary() -> String {
+    std::env::var("TOLLGATE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut reply = [0; 7];
+    stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
