@@ -1,13 +1,17 @@
 //! tollgate's benches: one criterion binary, a module per area.
 //!
 //! `cargo bench --bench benches -- memory/` runs the in-memory store against
-//! governor; see docs/benchmarks.md for the figures and the exact commands.
+//! governor; `cargo bench --features redis --bench benches -- redis/` the
+//! Redis backend against raw EVALSHA. See docs/benchmarks.md for the figures
+//! and the exact commands.
 
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis_backend;
 
 /// Short runs by default: the benches share a small, busy machine, so a
 /// comparison is repeated rather than measured once for long. Command-line
@@ -20,9 +24,17 @@ fn config() -> Criterion {
         .without_plots()
 }
 
+/// The Redis benches, when the backend is built.
+fn redis(c: &mut Criterion) {
+    #[cfg(feature = "redis")]
+    redis_backend::benches(c);
+    #[cfg(not(feature = "redis"))]
+    let _ = c;
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = memory::benches
+    targets = memory::benches, redis
 }
 criterion_main!(benches);
