@@ -386,13 +386,13 @@ fn svg(traffic: &[Traffic], contenders: &[Contender]) -> String {
             );
         }
         let offered = Outcome { passed: traffic.arrivals.clone() };
-        let rows = std::iter::once(("offered", &offered, "#999"))
-            .chain(contenders.iter().map(|contender| (contender.name, &contender.outcomes[n], "#1f5fa8")));
-        for (lane, (name, outcome, colour)) in rows.enumerate() {
+        let rows = std::iter::once(("offered", &offered, "#999", "sent"))
+            .chain(contenders.iter().map(|contender| (contender.name, &contender.outcomes[n], "#1f5fa8", "passed")));
+        for (lane, (name, outcome, colour, verb)) in rows.enumerate() {
             let bottom = lanes_top + (lane as f64 + 1.0) * LANE - 3.0;
             let _ = writeln!(
                 svg,
-                r##"<text x="10" y="{}" fill="#222">{name}</text><text x="10" y="{}" fill="#777" font-size="10">{} passed</text><line x1="{LEFT}" y1="{bottom}" x2="{}" y2="{bottom}" stroke="#eee"/>"##,
+                r##"<text x="10" y="{}" fill="#222">{name}</text><text x="10" y="{}" fill="#777" font-size="10">{} {verb}</text><line x1="{LEFT}" y1="{bottom}" x2="{}" y2="{bottom}" stroke="#eee"/>"##,
                 bottom - LANE / 2.0 + 4.0,
                 bottom - LANE / 2.0 + 17.0,
                 outcome.passed.len(),
