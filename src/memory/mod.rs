@@ -153,6 +153,11 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
 
 #[async_trait]
 impl<A: Algorithm, C: Clock> RateLimiter for InMemory<A, C> {
+    // Not left to the default, which would box a second future for `check_n`.
+    async fn check(&self, key: &str) -> Result<Decision> {
+        self.check_n_sync(key, 1)
+    }
+
     async fn check_n(&self, key: &str, cost: u64) -> Result<Decision> {
         self.check_n_sync(key, cost)
     }

@@ -1,0 +1,40 @@
+//! tollgate's benches: one criterion binary, a module per area.
+//!
+//! `cargo bench --bench benches -- memory/` runs the in-memory store against
+//! governor; `cargo bench --features redis --bench benches -- redis/` the
+//! Redis backend against raw EVALSHA. See docs/benchmarks.md for the figures
+//! and the exact commands.
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis_backend;
+
+/// Short runs by default: the benches share a small, busy machine, so a
+/// comparison is repeated rather than measured once for long. Command-line
+/// options (`--warm-up-time`, `--measurement-time`) override these.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50)
+        .without_plots()
+}
+
+/// The Redis benches, when the backend is built.
+fn redis(c: &mut Criterion) {
+    #[cfg(feature = "redis")]
+    redis_backend::benches(c);
+    #[cfg(not(feature = "redis"))]
+    let _ = c;
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = memory::benches, redis
+}
+criterion_main!(benches);
