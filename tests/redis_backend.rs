@@ -250,7 +250,13 @@ async fn with_redis_down(policy: FailurePolicy, expect_while_down: impl Fn(&str,
         .connect(&server.url())
         .await
         .unwrap();
-    assert!(limiter.check("before").await.unwrap().is_allowed());
+    // Warm up: the first call loads the script. On a loaded machine it may
+    // time out and still run, so each try takes a fresh key.
+    let mut warm_up = 0;
+    while !limiter.check(&format!("before {warm_up}")).await.is_ok_and(|decision| decision.is_allowed()) {
+        warm_up += 1;
+        assert!(warm_up < 20, "{policy:?}: Redis never answered in time before the stop");
+    }
 
     server.stop();
     let mut elapsed_each = Vec::new();
@@ -259,7 +265,8 @@ async fn with_redis_down(policy: FailurePolicy, expect_while_down: impl Fn(&str,
         let outcome = limiter.check("during").await;
         let elapsed = started.elapsed();
         elapsed_each.push(elapsed);
-        assert!(elapsed < timeout + Duration::from_millis(100), "{policy:?}: attempt {attempt} took {elapsed:?}");
+        // The timeout, plus scheduling slack for a 2-core machine running other tests.
+        assert!(elapsed < timeout + Duration::from_millis(250), "{policy:?}: attempt {attempt} took {elapsed:?}");
         expect_while_down(&format!("{policy:?}, attempt {attempt}"), outcome);
     }
     elapsed_each.sort();
