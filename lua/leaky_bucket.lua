@@ -19,12 +19,9 @@ local capacity = tonumber(ARGV[3])
 local amount = tonumber(ARGV[4])
 local period_us = tonumber(ARGV[5])
 
-local backlog, now = read_meter(key, amount)
-
 -- (capacity + 1) * period_us <= 2^53 by validation; the backlog never exceeds it.
 local slots = capacity + 1
 local full_backlog = slots * period_us
-local added = cost * period_us
 local function slots_left(b)
   return floor_div(full_backlog - b, period_us)
 end
@@ -32,14 +29,13 @@ local function until_empty(b)
   return ceil_div(b, amount)
 end
 
--- backlog + added may pass 2^53: compare and subtract without forming it.
-if backlog > full_backlog - added then
-  local retry_after = ceil_div(backlog - (full_backlog - added), amount)
-  return denied(slots, slots_left(backlog), retry_after, until_empty(backlog))
+local charge = charge_meter(key, amount, cost * period_us, full_backlog)
+if not charge.admitted then
+  return denied(slots, slots_left(charge.before), charge.retry_after_us, until_empty(charge.before))
 end
-if cost == 0 then
-  return allowed(slots, slots_left(backlog), until_empty(backlog), 0)
+-- Departs once the backlog ahead of it has drained (a peek holds nobody).
+local wait = 0
+if cost > 0 then
+  wait = until_empty(charge.before)
 end
-local new_backlog = backlog + added
-write_meter(key, new_backlog, now, amount)
-return allowed(slots, slots_left(new_backlog), until_empty(new_backlog), until_empty(backlog))
+return allowed(slots, slots_left(charge.after), until_empty(charge.after), wait)

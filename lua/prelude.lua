@@ -91,3 +91,21 @@ local function write_meter(key, debt, now, amount)
   redis.call('HSET', key, 'debt', int(debt), 'updated_us', int(now))
   expire_in(key, ceil_div(debt, amount) + (now - now_us))
 end
+
+-- Meter.charge: drains the meter to now and adds `added` units of debt if the
+-- debt stays within `full`, writing only a non-zero `added` that is admitted.
+-- Returns {admitted, before, after} when admitted, or {admitted = false,
+-- before, retry_after_us}: the µs of draining after which it would fit.
+-- before + added may pass 2^53, so it is compared and subtracted without
+-- being formed.
+local function charge_meter(key, amount, added, full)
+  local before, now = read_meter(key, amount)
+  if before > full - added then
+    return {admitted = false, before = before, retry_after_us = ceil_div(before - (full - added), amount)}
+  end
+  local after = before + added
+  if added > 0 then
+    write_meter(key, after, now, amount)
+  end
+  return {admitted = true, before = before, after = after}
+end

@@ -18,11 +18,8 @@ local capacity = tonumber(ARGV[3])
 local amount = tonumber(ARGV[4])
 local period_us = tonumber(ARGV[5])
 
-local debt, now = read_meter(key, amount)
-
--- capacity * period_us <= 2^53 by validation; debt never exceeds it.
+-- capacity * period_us <= 2^53 by validation; the debt never exceeds it.
 local full = capacity * period_us
-local added = cost * period_us
 local function tokens_left(d)
   return floor_div(full - d, period_us)
 end
@@ -30,13 +27,8 @@ local function until_full(d)
   return ceil_div(d, amount)
 end
 
--- debt + added may pass 2^53: compare and subtract without forming it.
-if debt > full - added then
-  local retry_after = ceil_div(debt - (full - added), amount)
-  return denied(capacity, tokens_left(debt), retry_after, until_full(debt))
+local charge = charge_meter(key, amount, cost * period_us, full)
+if not charge.admitted then
+  return denied(capacity, tokens_left(charge.before), charge.retry_after_us, until_full(charge.before))
 end
-local new_debt = debt + added
-if cost > 0 then
-  write_meter(key, new_debt, now, amount)
-end
-return allowed(capacity, tokens_left(new_debt), until_full(new_debt), 0)
+return allowed(capacity, tokens_left(charge.after), until_full(charge.after), 0)

@@ -1,7 +1,7 @@
 //! Leaky bucket: a queue that drains at exactly the rate.
 
 use super::sealed::Step;
-use super::{Meter, div_ceil};
+use super::{Charge, Meter, div_ceil};
 use crate::rate::MAX_EXACT;
 use crate::{Decision, Rate, Result, error::invalid};
 
@@ -87,20 +87,18 @@ impl Step for LeakyBucket {
     fn step(&self, meter: &mut Meter, now_us: u64, cost: u64) -> Decision {
         // The backlog is the queue's length in time, in units of 1/amount µs:
         // a new request departs when it has drained.
-        let (backlog, now_us) = meter.drained(now_us, self.amount);
         let slots_left = |backlog: u64| (self.full_backlog() - backlog) / self.period_us;
         let until_empty = |backlog: u64| div_ceil(backlog, self.amount);
-
-        let new_backlog = backlog + cost * self.period_us;
-        if new_backlog > self.full_backlog() {
-            let retry_after = div_ceil(new_backlog - self.full_backlog(), self.amount);
-            return Decision::denied(self.slots(), slots_left(backlog), retry_after, until_empty(backlog));
+        match meter.charge(now_us, self.amount, cost * self.period_us, self.full_backlog()) {
+            Charge::Denied { before, retry_after_us } => {
+                Decision::denied(self.slots(), slots_left(before), retry_after_us, until_empty(before))
+            }
+            // Departs once the backlog ahead of it has drained (a peek holds nobody).
+            Charge::Admitted { before, after } => {
+                let wait = if cost == 0 { 0 } else { until_empty(before) };
+                Decision::allowed(self.slots(), slots_left(after), until_empty(after), wait)
+            }
         }
-        if cost == 0 {
-            return Decision::allowed(self.slots(), slots_left(backlog), until_empty(backlog), 0);
-        }
-        *meter = Meter { debt: new_backlog, updated_us: now_us };
-        Decision::allowed(self.slots(), slots_left(new_backlog), until_empty(new_backlog), until_empty(backlog))
     }
 
     fn expires_at(&self, meter: &Meter) -> u64 {

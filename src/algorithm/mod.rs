@@ -89,11 +89,37 @@ pub struct Meter {
     pub(crate) updated_us: u64,
 }
 
+/// What [`Meter::charge`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Charge {
+    /// The debt went from `before` (drained to now) to `after`.
+    Admitted { before: u64, after: u64 },
+    /// The debt (`before`, drained to now) would have passed the full mark;
+    /// the cost fits after `retry_after_us` more of draining.
+    Denied { before: u64, retry_after_us: u64 },
+}
+
 impl Meter {
+    /// Drains the meter to `now_us` at `amount` units per µs and adds `added`
+    /// units if the debt stays within `full`. The meter is written only when a
+    /// non-zero `added` is admitted: a denial and a peek change nothing.
+    #[inline]
+    pub(crate) fn charge(&mut self, now_us: u64, amount: u64, added: u64, full: u64) -> Charge {
+        let (before, now_us) = self.drained(now_us, amount);
+        let after = before + added;
+        if after > full {
+            return Charge::Denied { before, retry_after_us: div_ceil(after - full, amount) };
+        }
+        if added > 0 {
+            *self = Meter { debt: after, updated_us: now_us };
+        }
+        Charge::Admitted { before, after }
+    }
+
     /// The debt left at `now_us`, and `now_us` clamped so that a clock that
     /// went back never refunds anything.
     #[inline]
-    pub(crate) fn drained(&self, now_us: u64, amount: u64) -> (u64, u64) {
+    fn drained(&self, now_us: u64, amount: u64) -> (u64, u64) {
         let now_us = now_us.max(self.updated_us);
         let drained = (now_us - self.updated_us).saturating_mul(amount);
         (self.debt.saturating_sub(drained), now_us)

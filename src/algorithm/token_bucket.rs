@@ -1,7 +1,7 @@
 //! Token bucket: bursts up to a capacity, refilled continuously.
 
 use super::sealed::Step;
-use super::{Meter, div_ceil};
+use super::{Charge, Meter, div_ceil};
 use crate::rate::MAX_EXACT;
 use crate::{Decision, Rate, Result, error::invalid};
 
@@ -67,19 +67,16 @@ impl Step for TokenBucket {
 
     #[inline]
     fn step(&self, meter: &mut Meter, now_us: u64, cost: u64) -> Decision {
-        let (debt, now_us) = meter.drained(now_us, self.amount);
         let tokens_left = |debt: u64| (self.full_debt() - debt) / self.period_us;
         let until_full = |debt: u64| div_ceil(debt, self.amount);
-
-        let new_debt = debt + cost * self.period_us;
-        if new_debt > self.full_debt() {
-            let retry_after = div_ceil(new_debt - self.full_debt(), self.amount);
-            return Decision::denied(self.capacity, tokens_left(debt), retry_after, until_full(debt));
+        match meter.charge(now_us, self.amount, cost * self.period_us, self.full_debt()) {
+            Charge::Denied { before, retry_after_us } => {
+                Decision::denied(self.capacity, tokens_left(before), retry_after_us, until_full(before))
+            }
+            Charge::Admitted { after, .. } => {
+                Decision::allowed(self.capacity, tokens_left(after), until_full(after), 0)
+            }
         }
-        if cost > 0 {
-            *meter = Meter { debt: new_debt, updated_us: now_us };
-        }
-        Decision::allowed(self.capacity, tokens_left(new_debt), until_full(new_debt), 0)
     }
 
     fn expires_at(&self, meter: &Meter) -> u64 {
