@@ -4,6 +4,8 @@
 //! that says no. `Err` means bad configuration, a cost that can never fit, or a
 //! backend that failed.
 
+use std::time::Duration;
+
 /// Everything that can go wrong in tollgate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -23,14 +25,20 @@ pub enum Error {
         max: u64,
     },
 
-    /// The Redis backend failed: connection, script or reply.
-    #[cfg(feature = "redis")]
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    /// The backend failed: a connection, protocol or server error. The
+    /// client library's own error is the `source`, boxed, so that its
+    /// version is not part of tollgate's API.
+    #[error("{backend}: {source}")]
+    Backend {
+        /// Which backend: `"redis"`, or a custom backend's name.
+        backend: &'static str,
+        /// What the client library reported.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     /// The backend did not answer within the configured timeout.
     #[error("the backend did not answer within {0:?}")]
-    Timeout(std::time::Duration),
+    Timeout(Duration),
 
     /// The backend answered with something tollgate does not understand.
     #[error("unexpected reply from the backend: {0}")]
@@ -42,4 +50,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn invalid(message: impl Into<String>) -> Error {
     Error::InvalidConfig(message.into())
+}
+
+impl Error {
+    /// A backend failure of `backend`, keeping `source` as the cause.
+    pub fn backend(backend: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Backend { backend, source: source.into() }
+    }
+}
+
+/// A redis-rs error as tollgate's: kept private, so no `From` impl puts
+/// redis-rs in the public API.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_error(error: redis::RedisError) -> Error {
+    Error::backend("redis", error)
 }

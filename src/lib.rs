@@ -36,7 +36,7 @@
 //! - `redis`: the Redis backend.
 //! - `cluster`: the Redis backend on a Redis Cluster,
 //!   [`RedisBuilder::connect_cluster`] (implies `redis`).
-//! - `tower`: [`tower::RateLimitLayer`], HTTP middleware for tower and axum
+//! - `tower`: [`middleware::RateLimitLayer`], HTTP middleware for tower and axum
 //!   that answers 429 with `Retry-After` and the IETF `RateLimit` headers.
 
 #![forbid(unsafe_code)]
@@ -48,12 +48,12 @@ mod decision;
 mod error;
 mod limiter;
 mod memory;
+#[cfg(feature = "tower")]
+pub mod middleware;
 mod rate;
 #[cfg(feature = "redis")]
 #[path = "redis/mod.rs"]
 mod redis_backend;
-#[cfg(feature = "tower")]
-pub mod tower;
 
 pub use algorithm::{Algorithm, FixedWindow, LeakyBucket, SlidingLog, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock};

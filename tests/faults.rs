@@ -38,7 +38,7 @@ enum Answer {
 fn answer(policy: FailurePolicy, outcome: &Result<Decision, Error>) -> Answer {
     match (policy, outcome) {
         (_, Ok(decision)) if decision.is_allowed() && decision.remaining() < LIMIT => Answer::Limited,
-        (FailurePolicy::ReturnError, Err(Error::Redis(_) | Error::Timeout(_))) => Answer::Policy,
+        (FailurePolicy::ReturnError, Err(Error::Backend { .. } | Error::Timeout(_))) => Answer::Policy,
         (FailurePolicy::Allow, Ok(decision)) if decision.is_allowed() && decision.remaining() == LIMIT => {
             Answer::Policy
         }

@@ -11,7 +11,7 @@ use axum::body::{Bytes, HttpBody};
 use http::header::{CONTENT_TYPE, HeaderName, RETRY_AFTER};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use tollgate::tower::{KeyExtractor, MissingKey, RateLimit, RateLimitLayer};
+use tollgate::middleware::{KeyExtractor, MissingKey, RateLimit, RateLimitLayer};
 use tollgate::{
     Decision, Error, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog, TokenBucket,
 };

@@ -11,7 +11,7 @@ use axum::http::HeaderName;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tollgate::RateLimiter;
-use tollgate::tower::{KeyExtractor, MissingKey, RateLimitLayer};
+use tollgate::middleware::{KeyExtractor, MissingKey, RateLimitLayer};
 
 /// The three limiters of the app, each with the window it advertises in
 /// `RateLimit-Policy`.

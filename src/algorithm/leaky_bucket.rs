@@ -22,8 +22,6 @@ use crate::{Decision, Rate, Result, error::invalid};
 /// let limiter = InMemory::with_clock(LeakyBucket::new(5, Rate::per_second(10))?, ManualClock::new());
 /// let waits: Vec<_> = (0..10)
 ///     .map(|_| limiter.check_sync("burst"))
-///     .collect::<Result<Vec<_>, _>>()?
-///     .into_iter()
 ///     .filter(|decision| decision.is_allowed())
 ///     .map(|decision| decision.wait().as_millis())
 ///     .collect();

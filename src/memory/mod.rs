@@ -29,9 +29,9 @@ use crate::{Decision, RateLimiter, Result};
 /// use tollgate::{InMemory, Rate, TokenBucket};
 ///
 /// let limiter = InMemory::new(TokenBucket::new(2, Rate::per_second(1))?);
-/// assert!(limiter.check_sync("user:42")?.is_allowed());
-/// assert!(limiter.check_sync("user:42")?.is_allowed());
-/// let denied = limiter.check_sync("user:42")?;
+/// assert!(limiter.check_sync("user:42").is_allowed());
+/// assert!(limiter.check_sync("user:42").is_allowed());
+/// let denied = limiter.check_sync("user:42");
 /// assert!(!denied.is_allowed());
 /// assert!(denied.retry_after().unwrap() <= std::time::Duration::from_secs(1));
 /// # Ok::<(), tollgate::Error>(())
@@ -80,13 +80,10 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     }
 
     /// [`RateLimiter::check`] without the async wrapper: the hot path. It
-    /// allocates only to remember a key it has not seen.
-    ///
-    /// # Errors
-    ///
-    /// None for a cost of 1: the algorithm was validated when it was built.
-    pub fn check_sync(&self, key: &str) -> Result<Decision> {
-        self.check_n_sync(key, 1)
+    /// allocates only to remember a key it has not seen, and cannot fail:
+    /// every algorithm admits a cost of 1.
+    pub fn check_sync(&self, key: &str) -> Decision {
+        self.decide(key, 1)
     }
 
     /// [`RateLimiter::check_n`] without the async wrapper.
@@ -98,6 +95,12 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     #[inline]
     pub fn check_n_sync(&self, key: &str, cost: u64) -> Result<Decision> {
         check_cost(&self.algorithm, cost)?;
+        Ok(self.decide(key, cost))
+    }
+
+    /// Decides a cost already checked against the algorithm's maximum.
+    #[inline]
+    fn decide(&self, key: &str, cost: u64) -> Decision {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
         let now_us = micros(self.clock.now());
@@ -105,7 +108,7 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
         if swept == Swept::Yes {
             self.sweep_another_shard(now_us);
         }
-        Ok(decision)
+        decision
     }
 
     /// Forgets `key`: its next request starts from a full allowance.
@@ -155,7 +158,7 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
 impl<A: Algorithm, C: Clock> RateLimiter for InMemory<A, C> {
     // Not left to the default, which would box a second future for `check_n`.
     async fn check(&self, key: &str) -> Result<Decision> {
-        self.check_n_sync(key, 1)
+        Ok(self.check_sync(key))
     }
 
     async fn check_n(&self, key: &str, cost: u64) -> Result<Decision> {
@@ -197,7 +200,7 @@ mod tests {
             for i in 0..n {
                 key.clear();
                 std::fmt::Write::write_fmt(&mut key, format_args!("{prefix}{i}")).unwrap();
-                assert!(limiter.check_sync(&key).unwrap().is_allowed());
+                assert!(limiter.check_sync(&key).is_allowed());
             }
         };
         check("first:", 1_000_000);
@@ -223,12 +226,12 @@ mod tests {
         let clock = ManualClock::new();
         let limiter = InMemory::with_clock(TokenBucket::new(1, Rate::per_second(1_000)).unwrap(), clock.clone());
         for i in 0..10_000 {
-            let _ = limiter.check_sync(&format!("idle:{i}")).unwrap();
+            let _ = limiter.check_sync(&format!("idle:{i}"));
         }
         clock.advance(Duration::from_secs(1));
         // Other shards' keys go too: each sweep of the busy shard sweeps one more.
         for _ in 0..(limiter.shards.len() + 1) * MIN_OPERATIONS_BETWEEN_SWEEPS {
-            let _ = limiter.check_sync("busy").unwrap();
+            let _ = limiter.check_sync("busy");
         }
         assert_eq!(limiter.len(), 1);
     }

@@ -8,7 +8,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use super::{FailurePolicy, Inner, Redis};
 use crate::algorithm::Algorithm;
 use crate::clock::{Clock, MonotonicClock};
-use crate::error::invalid;
+use crate::error::{invalid, redis_error};
 use crate::{InMemory, Result};
 
 /// How long a connection manager waits between attempts to reconnect, at
@@ -106,7 +106,7 @@ impl<A: Algorithm> RedisBuilder<A> {
     ///
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) as
     /// [`build`](Self::build) (checked before connecting), and
-    /// [`Error::Redis`](crate::Error::Redis) for a bad URL or a server that
+    /// [`Error::Backend`](crate::Error::Backend) for a bad URL or a server that
     /// cannot be reached, after the connection manager's retries (about 3 s
     /// for a closed port on loopback). To start while Redis is down and let
     /// the failure policy answer until it is up, [`build`](Self::build) on
@@ -119,10 +119,10 @@ impl<A: Algorithm> RedisBuilder<A> {
     /// happens.
     pub async fn connect(self, url: &str) -> Result<Redis<A>> {
         self.validate()?;
-        let client = redis::Client::open(url)?;
+        let client = redis::Client::open(url).map_err(redis_error)?;
         let config =
             ConnectionManagerConfig::new().set_max_delay(MAX_RECONNECT_DELAY).set_response_timeout(Some(self.timeout));
-        let connection = ConnectionManager::new_with_config(client, config).await?;
+        let connection = ConnectionManager::new_with_config(client, config).await.map_err(redis_error)?;
         self.build(connection)
     }
 

@@ -15,6 +15,7 @@ use redis::{Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFutur
 use super::{Redis, RedisBuilder};
 use crate::Result;
 use crate::algorithm::Algorithm;
+use crate::error::redis_error;
 
 /// How long redis-rs waits before retrying a request the cluster could not
 /// serve yet (CLUSTERDOWN during a failover, TRYAGAIN), at least and at
@@ -57,7 +58,7 @@ impl<A: Algorithm> RedisBuilder<A> {
     ///
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) as
     /// [`build`](Self::build) (checked before connecting), and
-    /// [`Error::Redis`](crate::Error::Redis) for a bad URL or when no node
+    /// [`Error::Backend`](crate::Error::Backend) for a bad URL or when no node
     /// can be reached.
     ///
     /// # Cancel safety
@@ -76,8 +77,9 @@ impl<A: Algorithm> RedisBuilder<A> {
             .retries(RETRIES)
             .min_retry_wait(MIN_RETRY_WAIT_MS)
             .max_retry_wait(MAX_RETRY_WAIT_MS)
-            .build()?;
-        let connection = client.get_async_connection().await?;
+            .build()
+            .map_err(redis_error)?;
+        let connection = client.get_async_connection().await.map_err(redis_error)?;
         self.build(ClusterConnection::from(connection))
     }
 }

@@ -23,6 +23,7 @@ pub use self::cluster::ClusterConnection;
 pub use self::policy::FailurePolicy;
 use crate::algorithm::{Algorithm, check_cost};
 use crate::clock::{Clock, micros};
+use crate::error::redis_error;
 use crate::{Decision, Error, InMemory, RateLimiter, Result};
 
 /// A keyed rate limiter whose state lives in Redis, so that every process
@@ -135,7 +136,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     /// # Errors
     ///
     /// [`Error::CostTooHigh`] before any call to Redis. Then, with
-    /// [`FailurePolicy::ReturnError`], [`Error::Redis`], [`Error::Timeout`]
+    /// [`FailurePolicy::ReturnError`], [`Error::Backend`], [`Error::Timeout`]
     /// or [`Error::UnexpectedReply`]; the other policies answer with a
     /// decision instead.
     ///
@@ -164,7 +165,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`] or [`Error::Timeout`], whatever the failure policy: a
+    /// [`Error::Backend`] or [`Error::Timeout`], whatever the failure policy: a
     /// reset is not a decision, and the caller should know it did not happen.
     ///
     /// # Cancel safety
@@ -179,7 +180,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
         let mut delete = redis::cmd("DEL");
         delete.arg(self.redis_key(key));
         match tokio::time::timeout(inner.timeout, delete.exec_async(&mut connection)).await {
-            Ok(result) => Ok(result?),
+            Ok(result) => result.map_err(redis_error),
             Err(_) => Err(Error::Timeout(inner.timeout)),
         }
     }

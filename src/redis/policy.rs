@@ -15,7 +15,7 @@ use crate::Decision;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FailurePolicy {
-    /// Return the error ([`Error::Redis`](crate::Error::Redis),
+    /// Return the error ([`Error::Backend`](crate::Error::Backend),
     /// [`Error::Timeout`](crate::Error::Timeout) or
     /// [`Error::UnexpectedReply`](crate::Error::UnexpectedReply)) and let the
     /// caller decide. The default.

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind};
 
+use crate::error::redis_error;
 use crate::{Decision, Error, Result};
 
 /// Builds each algorithm's script: the shared prelude, then its own body.
@@ -85,7 +86,7 @@ pub(crate) async fn invoke<C: ConnectionLike>(
             }
             reply => reply,
         };
-    decision_from_reply(&reply?)
+    decision_from_reply(&reply.map_err(redis_error)?)
 }
 
 /// Reads a script's reply: `{allowed, limit, remaining, retry_after_us,

@@ -12,7 +12,7 @@ use http::request::Parts;
 /// ```
 /// use std::net::SocketAddr;
 /// use http::HeaderName;
-/// use tollgate::tower::KeyExtractor;
+/// use tollgate::middleware::KeyExtractor;
 ///
 /// // One allowance per client address (see `peer_ip` for axum).
 /// let by_ip = KeyExtractor::peer_ip();
@@ -54,7 +54,7 @@ impl KeyExtractor {
     /// ```
     /// use std::net::SocketAddr;
     /// use axum::extract::ConnectInfo;
-    /// use tollgate::tower::KeyExtractor;
+    /// use tollgate::middleware::KeyExtractor;
     ///
     /// let by_ip = KeyExtractor::from_fn(|parts| {
     ///     let ConnectInfo(addr) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;

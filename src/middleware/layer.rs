@@ -16,7 +16,7 @@ use crate::{RateLimiter, Result};
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use http::HeaderName;
-/// use tollgate::tower::{KeyExtractor, MissingKey, RateLimitLayer};
+/// use tollgate::middleware::{KeyExtractor, MissingKey, RateLimitLayer};
 /// use tollgate::{InMemory, Rate, SlidingLog};
 ///
 /// let limiter = Arc::new(InMemory::new(SlidingLog::new(Rate::per_minute(60))?));
