@@ -1,48 +1,48 @@
--- tollgate fixed window: the mirror of src/algorithm/fixed_window.rs
--- (lua/prelude.lua is prepended).
+-- tollgate fixed window: the step of src/algorithm/fixed_window.rs.
 --
--- KEYS[1]  one (limiter, user key): a hash {index, count}, the window
---          (floor(now_us / period_us)) the key last admitted in and the units
---          admitted there
--- ARGV[1]  cost, units; ARGV[2] now_us or '' (see the prelude)
--- ARGV[3]  amount: units per window
--- ARGV[4]  period_us: the window's length, µs; windows are aligned to the epoch
--- Reply    {allowed (1 or 0), limit, remaining, retry_after_us,
---          reset_after_us, wait_us}: integers, durations in µs
--- Writes   only an admitted non-zero cost, then PEXPIREs the key (ms, rounded
---          up) to the end of its window, when it reads as new again.
+-- STATE: a string of 17 bytes, struct.pack('>c1dd', 'f', start_us, count):
+--          the start (µs since the epoch) of the window the key last admitted
+--          in, and the units admitted there. A start, not a window index, so
+--          that a configuration with another period reads it sensibly.
+-- ARGV[3..]: amount period_us
+--   amount units per window of period_us µs; windows are aligned to the epoch
+-- Writes   an admitted non-zero cost, with a TTL to the end of its window
 
-local key = KEYS[1]
-local amount = tonumber(ARGV[3])
-local period_us = tonumber(ARGV[4])
-
-local state = redis.call('HMGET', key, 'index', 'count')
-local stored_index = tonumber(state[1]) or 0
-local stored_count = tonumber(state[2]) or 0
-
--- A clock that went back stays in the newest window seen: no second allowance.
-local index = math.max(floor_div(now_us, period_us), stored_index)
-local count = 0
-if index == stored_index then
-  count = stored_count
-end
--- (index + 1) * period_us may pass 2^53: measure from the window's start.
-local until_next_window = period_us - math.fmod(now_us, period_us)
-if index > floor_div(now_us, period_us) then
-  until_next_window = index * period_us - now_us + period_us
-end
-local function reset_after(units)
-  if units == 0 then
-    return 0
+local function decide(k, i)
+  local amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local found, stored_start, stored_count = read_state(k, 'f', '>c1dd', 17)
+  if found then
+    stored_start = stored_int(k, stored_start, 0, 'start_us')
+    stored_count = stored_int(k, stored_count, 0, 'count')
+  else
+    stored_start, stored_count = 0, 0
   end
-  return until_next_window
+  -- A clock that went back is held at the newest window seen: no second allowance.
+  local now = math.max(now_us, stored_start)
+  local start = now - fmod(now, period_us)
+  -- What was counted from this window's start on is this window's (a window
+  -- written with a shorter period may start later, and count past a lowered
+  -- amount).
+  local count = 0
+  if stored_start >= start then
+    count = math.min(stored_count, amount)
+  end
+  local until_next_window = period_us - (now - start)
+  local function reset_after(units)
+    if units == 0 then
+      return 0
+    end
+    return until_next_window
+  end
+
+  if cost > amount - count then
+    return denied(amount, amount - count, until_next_window, reset_after(count))
+  end
+  local reply = allowed(amount, amount - count - cost, reset_after(count + cost), 0)
+  if cost > 0 then
+    return reply, struct.pack('>c1dd', 'f', start, count + cost), ttl_ms(until_next_window + (now - now_us))
+  end
+  return reply
 end
 
-if cost > amount - count then
-  return denied(amount, amount - count, until_next_window, reset_after(count))
-end
-if cost > 0 then
-  redis.call('HSET', key, 'index', int(index), 'count', int(count + cost))
-  expire_in(key, until_next_window)
-end
-return allowed(amount, amount - count - cost, reset_after(count + cost), 0)
+local commit = write_state

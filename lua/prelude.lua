@@ -1,27 +1,37 @@
--- tollgate prelude: prepended to each algorithm's script (fixed_window.lua,
--- sliding_log.lua, token_bucket.lua, leaky_bucket.lua) to make the one script
--- that Redis runs atomically per decision. It reads ARGV[1] and ARGV[2], which
--- every script shares:
+-- tollgate prelude: the start of every script. The script Redis runs for one
+-- decision is this prelude, the algorithm's files (src/redis/scripts.rs lists
+-- them), then lua/single.lua, which calls the algorithm's decide and commit.
 --
--- ARGV[1]  cost: units asked for (integer, 0 peeks)
+-- ARGV[1]  cost: units asked for (an integer; 0 peeks)
 -- ARGV[2]  now_us: µs since the Unix epoch from the client's clock, or '' to
 --          use the server's TIME (the default: app servers with skewed clocks
 --          still agree)
+-- ARGV[3..] the algorithm's configuration, as its file's `ARGV[3..]:` line says
 --
--- Every quantity is an integer below 2^53, which Lua 5.1's doubles hold
--- exactly. The scripts never form a sum or product that could pass 2^53
+-- REPLY: allowed limit remaining retry_after_us reset_after_us wait_us
+--          (integers: allowed is 1 or 0, durations in µs; src/redis/reply.rs
+--          reads it, and its tests hold this line to the Rust side)
+--
+-- Numbers. Every quantity is an integer below 2^53, which Lua 5.1's doubles
+-- hold exactly. The scripts never form a sum or product that could pass 2^53
 -- (they compare `a > limit - b`, not `a + b > limit`, and take durations as
--- differences of times), and divide with math.fmod (exact) so that
--- quotients are exact too.
+-- differences of times), and divide with math.fmod (exact) so that quotients
+-- are exact too.
+--
+-- State. A key may hold anything: another version's state, a value written
+-- by hand. Each algorithm checks what it reads and raises invalid_state (an
+-- error reply `TOLLGATE key <n>: <why>`) rather than decide on it.
+
+local fmod = math.fmod
 
 -- floor(a / b), exactly, for a >= 0 and b > 0.
 local function floor_div(a, b)
-  return (a - math.fmod(a, b)) / b
+  return (a - fmod(a, b)) / b
 end
 
 -- ceil(a / b), exactly, for a >= 0 and b > 0.
 local function ceil_div(a, b)
-  local r = math.fmod(a, b)
+  local r = fmod(a, b)
   local q = (a - r) / b
   if r > 0 then
     q = q + 1
@@ -29,9 +39,30 @@ local function ceil_div(a, b)
   return q
 end
 
--- An integer as a Redis argument: tostring keeps only 14 significant digits.
-local function int(n)
-  return string.format('%.0f', n)
+-- Aborts the script: KEYS[k] holds a value this script cannot read.
+local function invalid_state(k, why)
+  error({err = 'TOLLGATE key ' .. k .. ': ' .. why})
+end
+
+-- `n` from KEYS[k]'s state, if it is an integer in lo..2^53.
+local function stored_int(k, n, lo, what)
+  if type(n) ~= 'number' or n ~= n or n < lo or n > 9007199254740992 or n ~= math.floor(n) then
+    invalid_state(k, what .. ' is not an integer from ' .. lo .. ' to 2^53')
+  end
+  return n
+end
+
+-- The state string of KEYS[k], unpacked with `format` (struct.pack's) if its
+-- length is `size` and its first byte `tag`, or nil for a missing key.
+local function read_state(k, tag, format, size)
+  local raw = redis.call('GET', KEYS[k])
+  if not raw then
+    return nil
+  end
+  if #raw ~= size or string.sub(raw, 1, 1) ~= tag then
+    invalid_state(k, 'not the state of this algorithm')
+  end
+  return struct.unpack(format, raw)
 end
 
 local cost = tonumber(ARGV[1])
@@ -44,21 +75,25 @@ else
   now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
 end
 
--- Makes `key` expire `ttl_us` µs after now_us, rounded up to whole
--- milliseconds: when its state reads as new again. A client clock need not
--- run at the server's pace (a test's manual clock does not), so in
--- client-time mode the key is kept one second longer: an extra second of a
--- state that reads as new anyway changes no decision.
-local function expire_in(key, ttl_us)
-  local ttl_ms = ceil_div(ttl_us, 1000)
+-- A TTL of `ttl_us` µs from now_us in whole ms, rounded up: when the state
+-- reads as new again. A client clock need not run at the server's pace (a
+-- test's manual clock does not), so in client-time mode a key is kept one
+-- second longer: an extra second of a state that reads as new changes no
+-- decision.
+local function ttl_ms(ttl_us)
+  local ms = ceil_div(ttl_us, 1000)
   if client_time then
-    ttl_ms = ttl_ms + 1000
+    ms = ms + 1000
   end
-  redis.call('PEXPIRE', key, int(ttl_ms))
+  return ms
 end
 
--- The reply: {allowed, limit, remaining, retry_after_us, reset_after_us,
--- wait_us}, integers (Redis truncates Lua numbers to integers).
+-- Writes a state string with its TTL: the commit of every algorithm whose
+-- state is one string.
+local function write_state(k, value, ttl)
+  redis.call('SET', KEYS[k], value, 'PX', ttl)
+end
+
 local function allowed(limit, remaining, reset_after_us, wait_us)
   return {1, limit, remaining, 0, reset_after_us, wait_us}
 end
@@ -66,46 +101,4 @@ end
 -- A denial never says retry after zero: a client would spin.
 local function denied(limit, remaining, retry_after_us, reset_after_us)
   return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0}
-end
-
--- The token and leaky buckets' meter, a hash {debt, updated_us}, read at
--- now_us: the debt left after draining `amount` units per µs since
--- updated_us, and now_us clamped to updated_us so that a clock that went
--- back refunds nothing. `elapsed * amount` may pass 2^53, so it is formed
--- only when it is below the debt.
-local function read_meter(key, amount)
-  local state = redis.call('HMGET', key, 'debt', 'updated_us')
-  local debt = tonumber(state[1]) or 0
-  local updated_us = tonumber(state[2]) or 0
-  local now = math.max(now_us, updated_us)
-  local elapsed = now - updated_us
-  if elapsed >= ceil_div(debt, amount) then
-    return 0, now
-  end
-  return debt - elapsed * amount, now
-end
-
--- Stores the meter's `debt` as of `now`, and expires the key once it has
--- drained to zero, when it reads as new again.
-local function write_meter(key, debt, now, amount)
-  redis.call('HSET', key, 'debt', int(debt), 'updated_us', int(now))
-  expire_in(key, ceil_div(debt, amount) + (now - now_us))
-end
-
--- Meter.charge: drains the meter to now and adds `added` units of debt if the
--- debt stays within `full`, writing only a non-zero `added` that is admitted.
--- Returns {admitted, before, after} when admitted, or {admitted = false,
--- before, retry_after_us}: the µs of draining after which it would fit.
--- before + added may pass 2^53, so it is compared and subtracted without
--- being formed.
-local function charge_meter(key, amount, added, full)
-  local before, now = read_meter(key, amount)
-  if before > full - added then
-    return {admitted = false, before = before, retry_after_us = ceil_div(before - (full - added), amount)}
-  end
-  local after = before + added
-  if added > 0 then
-    write_meter(key, after, now, amount)
-  end
-  return {admitted = true, before = before, after = after}
 end

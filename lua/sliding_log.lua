@@ -1,68 +1,131 @@
--- tollgate sliding log: the mirror of src/algorithm/sliding_log.rs
--- (lua/prelude.lua is prepended).
+-- tollgate sliding log: the decisions of src/algorithm/sliding_log.rs, over a
+-- sorted set instead of a list.
 --
--- KEYS[1]  one (limiter, user key): a sorted set with one member per admitted
---          unit, score = the µs it was admitted at, member "<score>:<n>" with n
---          counting the units admitted at that same µs (so members are unique;
---          the units of one score are always added and removed together). It
---          never holds more than `amount` members.
--- ARGV[1]  cost, units; ARGV[2] now_us or '' (see the prelude)
--- ARGV[3]  amount: units admitted in any interval of period_us
--- ARGV[4]  period_us: the interval, µs
--- Reply    {allowed (1 or 0), limit, remaining, retry_after_us,
---          reset_after_us, wait_us}: integers, durations in µs
--- Writes   only an admitted non-zero cost: drops the entries that have left
---          the window, adds `cost` entries at now, then PEXPIREs the key (ms,
---          rounded up) to now + period_us, when every entry has left.
+-- STATE: a sorted set with one member per admitted request: score the µs it
+--          was admitted at, member "<before>:<cost>", where before is the
+--          running total of cost admitted before it (modulo 2^48; the key
+--          starts from 0 when new). So the cost admitted since any entry is
+--          one subtraction, and no request is one entry per unit. Entries
+--          that have left the window are removed a few at a time as new
+--          ones are written (so no call does unbounded work), and the whole
+--          key expires one period after its newest entry.
+-- ARGV[3..]: amount period_us
+--   amount units in any interval of period_us µs
+-- Writes   an admitted non-zero cost: its entry, the removal of up to
+--          REMOVED_PER_WRITE old entries, and a TTL to when every entry has
+--          left the window
 
-local key = KEYS[1]
-local amount = tonumber(ARGV[3])
-local period_us = tonumber(ARGV[4])
+local TOTAL_MODULUS = 2 ^ 48
+local REMOVED_PER_WRITE = 64
 
-local newest_entry = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-local newest = tonumber(newest_entry[2])
--- A clock that went back is held at the newest entry.
-local now = now_us
-if newest then
-  now = math.max(now_us, newest)
-end
-
--- An entry admitted at `at` is live while at + period_us > now.
-local first_live = '(' .. int(now - period_us)
-local count = redis.call('ZCOUNT', key, first_live, '+inf')
-local function until_empty()
-  if not newest then
-    return 0
+-- An entry's (at, before, cost), from ZRANGE ... WITHSCORES at `offset`.
+local function entry(k, reply, offset)
+  local before, cost_of = string.match(reply[offset] or '', '^(%d+):(%d+)$')
+  if not before then
+    invalid_state(k, 'not the state of a sliding log')
   end
-  return math.max(period_us - (now - newest), 0)
-end
-
-if cost > amount - count then
-  -- The request fits once the oldest `excess` live entries have left the window.
-  local excess = count + cost - amount
-  local freeing = redis.call('ZRANGEBYSCORE', key, first_live, '+inf', 'WITHSCORES', 'LIMIT', int(excess - 1), 1)
-  local retry_after = period_us - (now - tonumber(freeing[2]))
-  return denied(amount, amount - count, retry_after, until_empty())
-end
-if cost == 0 then
-  return allowed(amount, amount - count, until_empty(), 0)
-end
-
-redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - period_us))
-local at = int(now)
-local first = redis.call('ZCOUNT', key, at, at)
--- ZADD in batches: Lua's unpack takes a few thousand values at most.
-local batch = {}
-for n = first, first + cost - 1 do
-  batch[#batch + 1] = at
-  batch[#batch + 1] = at .. ':' .. int(n)
-  if #batch == 2000 then
-    redis.call('ZADD', key, unpack(batch))
-    batch = {}
+  before = stored_int(k, tonumber(before), 0, 'a running total')
+  if before >= TOTAL_MODULUS then
+    invalid_state(k, 'a running total is not below 2^48')
   end
+  return stored_int(k, tonumber(reply[offset + 1]), 0, 'an entry time'), before,
+    stored_int(k, tonumber(cost_of), 1, 'a cost')
 end
-if #batch > 0 then
-  redis.call('ZADD', key, unpack(batch))
+
+-- The cost admitted from the entry whose running total before it is `from`
+-- up to and including the one that ends at `to`.
+local function admitted_since(from, to)
+  local d = to - from
+  if d < 0 then
+    d = d + TOTAL_MODULUS
+  end
+  return d
 end
-expire_in(key, period_us + (now - now_us))
-return allowed(amount, amount - count - cost, period_us, 0)
+
+-- The member of an entry: the running total before it, and its cost.
+local function member(before, cost_of)
+  return string.format('%.0f:%.0f', before, cost_of)
+end
+
+local function decide(k, i)
+  local amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local key = KEYS[k]
+  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if #newest == 0 then
+    if cost == 0 then
+      return allowed(amount, amount, 0, 0)
+    end
+    return allowed(amount, amount - cost, period_us, 0), now_us, member(0, cost), false, false, ttl_ms(period_us)
+  end
+  local newest_at, newest_before, newest_cost = entry(k, newest, 1)
+  local total = (newest_before + newest_cost) % TOTAL_MODULUS
+  -- A clock that went back is held at the newest entry.
+  local now = math.max(now_us, newest_at)
+  local until_empty = math.max(period_us - (now - newest_at), 0)
+  -- An entry admitted at `at` is live while at + period_us > now.
+  local expired_until = string.format('%.0f', now - period_us)
+  local live_cost, before_live, first_cost = 0, total, 0
+  local first = redis.call('ZRANGEBYSCORE', key, '(' .. expired_until, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #first > 0 then
+    local _
+    _, before_live, first_cost = entry(k, first, 1)
+    live_cost = admitted_since(before_live, total)
+  end
+  -- More than the amount only if a configuration with a larger amount wrote the log.
+  local count = math.min(live_cost, amount)
+
+  if cost > amount - count then
+    -- The request fits once enough of the oldest live requests have left the
+    -- window to free `excess`: at the first whose running total gets there.
+    local excess = live_cost + cost - amount
+    local freeing_at
+    if first_cost >= excess then
+      freeing_at = tonumber(first[2])
+    else
+      -- Ranks of the first live entry and of the newest: the running totals
+      -- grow along them, so the one that frees enough is found by bisection.
+      local lo = redis.call('ZCOUNT', key, '-inf', expired_until)
+      local hi = redis.call('ZCARD', key) - 1
+      while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        local _, before, cost_of = entry(k, redis.call('ZRANGE', key, mid, mid, 'WITHSCORES'), 1)
+        if admitted_since(before_live, (before + cost_of) % TOTAL_MODULUS) >= excess then
+          hi = mid
+        else
+          lo = mid + 1
+        end
+      end
+      freeing_at = entry(k, redis.call('ZRANGE', key, lo, lo, 'WITHSCORES'), 1)
+    end
+    return denied(amount, amount - count, period_us - (now - freeing_at), until_empty)
+  end
+  if cost == 0 then
+    return allowed(amount, amount - count, until_empty, 0)
+  end
+  local reply = allowed(amount, amount - count - cost, period_us, 0)
+  local ttl = ttl_ms(period_us + (now - now_us))
+  if now == newest_at then
+    -- Requests of the same microsecond share one entry, so that no two
+    -- entries share a score (and the set's order is the order of admission).
+    return reply, now, member(newest_before, newest_cost + cost), newest[1], expired_until, ttl
+  end
+  return reply, now, member(total, cost), false, expired_until, ttl
+end
+
+-- Writes the entry `added` at `at` (in place of `replaced`, if any), removes
+-- up to REMOVED_PER_WRITE entries that have left the window (those at or
+-- before `expired_until`), and sets the TTL.
+local function commit(k, at, added, replaced, expired_until, ttl)
+  local key = KEYS[k]
+  if replaced then
+    redis.call('ZREM', key, replaced)
+  end
+  redis.call('ZADD', key, string.format('%.0f', at), added)
+  if expired_until then
+    local expired = redis.call('ZCOUNT', key, '-inf', expired_until)
+    if expired > 0 then
+      redis.call('ZREMRANGEBYRANK', key, 0, math.min(expired, REMOVED_PER_WRITE) - 1)
+    end
+  end
+  redis.call('PEXPIRE', key, ttl)
+end

@@ -1,34 +1,24 @@
--- tollgate token bucket: the mirror of src/algorithm/token_bucket.rs
--- (lua/prelude.lua is prepended).
+-- tollgate token bucket: the step of src/algorithm/token_bucket.rs, on the
+-- meter of lua/meter.lua with tag 't' (debt: how far the bucket is from full;
+-- a token is period_us units, and each µs refills `amount`).
 --
--- KEYS[1]  one (limiter, user key): a hash {debt, updated_us}, the meter shared
---          with the leaky bucket. debt is how far the bucket is from full, in
---          units of 1/amount µs (a token is period_us units; each µs drains
---          `amount`), as of updated_us (µs since the epoch).
--- ARGV[1]  cost, tokens; ARGV[2] now_us or '' (see the prelude)
--- ARGV[3]  capacity: tokens in a full bucket
--- ARGV[4]  amount, ARGV[5] period_us: the refill rate, amount tokens per period_us µs
--- Reply    {allowed (1 or 0), limit, remaining, retry_after_us,
---          reset_after_us, wait_us}: integers, durations in µs
--- Writes   only an admitted non-zero cost, then PEXPIREs the key (ms, rounded
---          up) to when the bucket is full again and the key reads as new.
+-- ARGV[3..]: capacity amount period_us
+--   capacity tokens in a full bucket, refilled at amount tokens per period_us µs
+-- Writes   an admitted non-zero cost, with a TTL to when the bucket is full again
 
-local key = KEYS[1]
-local capacity = tonumber(ARGV[3])
-local amount = tonumber(ARGV[4])
-local period_us = tonumber(ARGV[5])
-
--- capacity * period_us <= 2^53 by validation; the debt never exceeds it.
-local full = capacity * period_us
-local function tokens_left(d)
-  return floor_div(full - d, period_us)
-end
-local function until_full(d)
-  return ceil_div(d, amount)
+local function decide(k, i)
+  local capacity, amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  -- capacity * period_us <= 2^53 by validation; the debt never exceeds it.
+  local full = capacity * period_us
+  local before, after, now = charge_meter(k, 't', amount, period_us, cost * period_us, full)
+  if not after then
+    return denied(capacity, floor_div(full - before, period_us), now, ceil_div(before, amount))
+  end
+  local reply = allowed(capacity, floor_div(full - after, period_us), ceil_div(after, amount), 0)
+  if cost > 0 then
+    return reply, meter_state('t', after, now, amount, period_us)
+  end
+  return reply
 end
 
-local charge = charge_meter(key, amount, cost * period_us, full)
-if not charge.admitted then
-  return denied(capacity, tokens_left(charge.before), charge.retry_after_us, until_full(charge.before))
-end
-return allowed(capacity, tokens_left(charge.after), until_full(charge.after), 0)
+local commit = write_state

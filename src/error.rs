@@ -43,6 +43,22 @@ pub enum Error {
     /// The backend answered with something tollgate does not understand.
     #[error("unexpected reply from the backend: {0}")]
     UnexpectedReply(String),
+
+    /// A key holds state this limiter cannot read: a value written by hand
+    /// or by another program, or numbers out of range. (Another algorithm's
+    /// state never meets this one: their keys differ.)
+    ///
+    /// Not a backend failure, so no failure policy applies: admitting or
+    /// denying on state that makes no sense would be a guess. The key is
+    /// left as it is; [`RateLimiter::reset`](crate::RateLimiter::reset)
+    /// deletes it.
+    #[error("the state at {key:?} cannot be read: {reason}")]
+    InvalidState {
+        /// The backend's key, such as a Redis key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// `Result` with tollgate's [`Error`].

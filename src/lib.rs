@@ -55,7 +55,7 @@ mod rate;
 #[path = "redis/mod.rs"]
 mod redis_backend;
 
-pub use algorithm::{Algorithm, FixedWindow, LeakyBucket, SlidingLog, TokenBucket};
+pub use algorithm::{Algorithm, FixedWindow, LeakyBucket, Limit, SlidingLog, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use decision::Decision;
 pub use error::{Error, Result};

@@ -120,7 +120,7 @@ async fn until_redis_answers(
         for attempt in 0.. {
             let key = format!("after {attempt}");
             let outcome = limiter.check(&key).await;
-            let written = deployment.keys_with_ttl(&format!("{test}:{policy:?}:{{{key}}}")).await.len() == 1;
+            let written = deployment.keys_with_ttl(&format!("{test}:{policy:?}:tb:{{{key}}}")).await.len() == 1;
             if written && answer(*policy, &outcome) == Answer::Limited {
                 break;
             }
@@ -159,7 +159,7 @@ async fn under_fault<D: Deployment>(
     let handles = load(&limiters, tasks, &stop);
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let what = fault(deployment, &format!("{test}:ReturnError:{{k0}}")).await;
+    let what = fault(deployment, &format!("{test}:ReturnError:tb:{{k0}}")).await;
     let recovered = until_redis_answers(deployment, &limiters, test).await;
     stop.store(true, Ordering::Relaxed);
     for (policy, seen) in gather(handles).await {

@@ -1,5 +1,7 @@
 //! Fixed window: a counter per window of `period`, windows aligned to the epoch.
 
+use super::Limit;
+use super::Algorithm;
 use super::sealed::Step;
 use crate::rate::MAX_EXACT;
 use crate::{Decision, Rate, Result, error::invalid};
@@ -43,49 +45,67 @@ impl FixedWindow {
     }
 }
 
-/// The window a key last admitted in, and what it admitted there.
+/// The window a key last admitted in, by its start (µs since the epoch), and
+/// what it admitted there.
+///
+/// The start, not the window's index, so that a configuration with another
+/// period reads it sensibly: usage counts in the reader's current window only
+/// if it was recorded there (see [`FixedWindow`]'s step).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Window {
-    pub(crate) index: u64,
+    pub(crate) start_us: u64,
     pub(crate) count: u64,
+}
+
+impl Algorithm for FixedWindow {
+    fn limit(&self) -> u64 {
+        self.amount
+    }
+
+    fn name(&self) -> &'static str {
+        "fixed_window"
+    }
 }
 
 impl Step for FixedWindow {
     type State = Window;
 
-    fn limit(&self) -> u64 {
-        self.amount
-    }
-
-    fn max_cost(&self) -> u64 {
-        self.amount
-    }
-
     #[inline]
     fn step(&self, window: &mut Window, now_us: u64, cost: u64) -> Decision {
-        // A clock that went back stays in the newest window seen: no second allowance.
-        let index = (now_us / self.period_us).max(window.index);
-        let count = if index == window.index { window.count } else { 0 };
-        let until_next_window = index.saturating_add(1).saturating_mul(self.period_us).saturating_sub(now_us);
+        // A clock that went back is held at the newest window seen: no second allowance.
+        let now_us = now_us.max(window.start_us);
+        let start_us = now_us - now_us % self.period_us;
+        // What was counted from this window's start on is this window's. A
+        // window written by another configuration may have started later (a
+        // shorter period) and its count may pass this amount (a lower one).
+        let count = if window.start_us >= start_us { window.count.min(self.amount) } else { 0 };
+        let until_next_window = self.period_us - (now_us - start_us);
         let reset_after = |count: u64| if count == 0 { 0 } else { until_next_window };
 
-        if count + cost > self.amount {
+        if cost > self.amount - count {
             return Decision::denied(self.amount, self.amount - count, until_next_window, reset_after(count));
         }
         if cost > 0 {
-            *window = Window { index, count: count + cost };
+            *window = Window { start_us, count: count + cost };
         }
         let count = count + cost;
         Decision::allowed(self.amount, self.amount - count, reset_after(count), 0)
     }
 
     fn expires_at(&self, window: &Window) -> u64 {
-        if window.count == 0 { 0 } else { window.index.saturating_add(1).saturating_mul(self.period_us) }
+        if window.count == 0 { 0 } else { window.start_us.saturating_add(self.period_us) }
     }
 
-    #[cfg(feature = "redis")]
-    fn lua(&self) -> (&'static redis::Script, Vec<u64>) {
-        (crate::redis_backend::scripts::fixed_window(), vec![self.amount, self.period_us])
+    fn as_limit(&self) -> Limit {
+        Limit::FixedWindow(*self)
+    }
+}
+
+#[cfg(test)]
+impl FixedWindow {
+    /// An everyday configuration, for tests that need one of each algorithm.
+    pub(crate) fn example() -> Self {
+        Self::new(Rate::per_second(10)).unwrap()
     }
 }
 
@@ -147,6 +167,25 @@ mod tests {
         let denied = limiter.step(&mut window, 0, 2);
         assert!(!denied.is_allowed());
         assert_eq!(denied.remaining(), 1);
+    }
+
+    #[test]
+    fn a_window_written_with_another_period_counts_only_if_it_began_in_this_window() {
+        let per_hour = FixedWindow::new(Rate::per_hour(10)).unwrap();
+        let hour = 3_600 * SECOND;
+        // Five in a one-second window that began 10 s into the hour: all in this hour.
+        let mut window = Window { start_us: 10 * SECOND, count: 5 };
+        let decision = per_hour.step(&mut window, 11 * SECOND, 0);
+        assert_eq!((decision.remaining(), decision.reset_after()), (5, Duration::from_secs(3_589)));
+        // A window of an hour, read by a one-second window later in that hour: not this second's.
+        let per_second = three_per_second();
+        let mut window = Window { start_us: hour, count: 3 };
+        assert_eq!(per_second.step(&mut window, hour + 5 * SECOND, 0).remaining(), 3);
+        // A count above a lowered amount leaves nothing, never a wrapped number.
+        let mut window = Window { start_us: hour, count: 100 };
+        let denied = per_second.step(&mut window, hour + 1, 1);
+        assert_eq!((denied.is_allowed(), denied.remaining()), (false, 0));
+        assert_eq!(denied.retry_after(), Some(Duration::from_micros(SECOND - 1)));
     }
 
     #[test]

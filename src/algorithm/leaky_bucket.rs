@@ -1,7 +1,9 @@
 //! Leaky bucket: a queue that drains at exactly the rate.
 
+use super::Algorithm;
 use super::sealed::Step;
-use super::{Charge, Meter, div_ceil};
+use super::meter::Charge;
+use super::{Limit, Meter, div_ceil};
 use crate::rate::MAX_EXACT;
 use crate::{Decision, Rate, Result, error::invalid};
 
@@ -70,16 +72,19 @@ impl LeakyBucket {
     }
 }
 
-impl Step for LeakyBucket {
-    type State = Meter;
-
+impl Algorithm for LeakyBucket {
     fn limit(&self) -> u64 {
         self.slots()
     }
 
-    fn max_cost(&self) -> u64 {
-        self.slots()
+    fn name(&self) -> &'static str {
+        "leaky_bucket"
     }
+}
+
+impl Step for LeakyBucket {
+    type State = Meter;
+
 
     #[inline]
     fn step(&self, meter: &mut Meter, now_us: u64, cost: u64) -> Decision {
@@ -103,9 +108,20 @@ impl Step for LeakyBucket {
         meter.empty_at(self.amount)
     }
 
-    #[cfg(feature = "redis")]
-    fn lua(&self) -> (&'static redis::Script, Vec<u64>) {
-        (crate::redis_backend::scripts::leaky_bucket(), vec![self.capacity, self.amount, self.period_us])
+    fn adopt(&self, meter: Meter, written_by: &Self) -> Meter {
+        meter.carried_over(written_by.period_us, self.period_us, self.full_backlog())
+    }
+
+    fn as_limit(&self) -> Limit {
+        Limit::LeakyBucket(*self)
+    }
+}
+
+#[cfg(test)]
+impl LeakyBucket {
+    /// An everyday configuration, for tests that need one of each algorithm.
+    pub(crate) fn example() -> Self {
+        Self::new(9, Rate::per_second(10)).unwrap()
     }
 }
 

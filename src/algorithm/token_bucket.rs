@@ -1,7 +1,9 @@
 //! Token bucket: bursts up to a capacity, refilled continuously.
 
+use super::Algorithm;
 use super::sealed::Step;
-use super::{Charge, Meter, div_ceil};
+use super::meter::Charge;
+use super::{Limit, Meter, div_ceil};
 use crate::rate::MAX_EXACT;
 use crate::{Decision, Rate, Result, error::invalid};
 
@@ -54,16 +56,19 @@ impl TokenBucket {
     }
 }
 
-impl Step for TokenBucket {
-    type State = Meter;
-
+impl Algorithm for TokenBucket {
     fn limit(&self) -> u64 {
         self.capacity
     }
 
-    fn max_cost(&self) -> u64 {
-        self.capacity
+    fn name(&self) -> &'static str {
+        "token_bucket"
     }
+}
+
+impl Step for TokenBucket {
+    type State = Meter;
+
 
     #[inline]
     fn step(&self, meter: &mut Meter, now_us: u64, cost: u64) -> Decision {
@@ -83,9 +88,20 @@ impl Step for TokenBucket {
         meter.empty_at(self.amount)
     }
 
-    #[cfg(feature = "redis")]
-    fn lua(&self) -> (&'static redis::Script, Vec<u64>) {
-        (crate::redis_backend::scripts::token_bucket(), vec![self.capacity, self.amount, self.period_us])
+    fn adopt(&self, meter: Meter, written_by: &Self) -> Meter {
+        meter.carried_over(written_by.period_us, self.period_us, self.full_debt())
+    }
+
+    fn as_limit(&self) -> Limit {
+        Limit::TokenBucket(*self)
+    }
+}
+
+#[cfg(test)]
+impl TokenBucket {
+    /// An everyday configuration, for tests that need one of each algorithm.
+    pub(crate) fn example() -> Self {
+        Self::new(10, Rate::per_second(10)).unwrap()
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 
-use super::{FailurePolicy, Inner, Redis};
+use super::{FailurePolicy, Inner, Redis, scripts};
 use crate::algorithm::Algorithm;
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::{invalid, redis_error};
@@ -140,15 +140,16 @@ impl<A: Algorithm> RedisBuilder<A> {
         C: ConnectionLike + Clone + Send + Sync + 'static,
     {
         self.validate()?;
-        let (script, config) = self.algorithm.lua();
+        let limit = self.algorithm.as_limit();
         let fallback = (self.failure_policy == FailurePolicy::FallbackToMemory).then(|| {
             let clock = self.client_clock.clone().unwrap_or_else(|| Arc::new(MonotonicClock::new()));
             InMemory::with_clock(self.algorithm.clone(), clock)
         });
         let inner = Inner {
             algorithm: self.algorithm,
-            script,
-            config,
+            lua: scripts::script(&limit),
+            config: scripts::config(&limit),
+            tag: scripts::tag(&limit),
             prefix: self.prefix,
             timeout: self.timeout,
             failure_policy: self.failure_policy,

@@ -8,7 +8,8 @@ mod builder;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod policy;
-pub(crate) mod scripts;
+mod reply;
+mod scripts;
 
 use std::fmt;
 use std::sync::Arc;
@@ -61,8 +62,10 @@ pub struct Redis<A: Algorithm, C = ConnectionManager> {
 #[derive(Debug)]
 struct Inner<A: Algorithm> {
     algorithm: A,
-    script: &'static redis::Script,
+    lua: &'static scripts::Lua,
     config: Vec<u64>,
+    /// The algorithm's tag in its Redis keys.
+    tag: &'static str,
     prefix: String,
     timeout: Duration,
     failure_policy: FailurePolicy,
@@ -88,9 +91,11 @@ impl<A: Algorithm, C> Redis<A, C> {
         &self.inner.prefix
     }
 
-    /// The Redis key that holds `key`'s state: `<prefix>{<key>}`.
+    /// The Redis key that holds `key`'s state: `<prefix><algorithm>:{<key>}`,
+    /// where `<algorithm>` is a short tag (`fw`, `sl`, `tb`, `lb`), so that
+    /// limiters of different algorithms never read each other's state.
     pub fn redis_key(&self, key: &str) -> String {
-        scripts::redis_key(&self.inner.prefix, key)
+        scripts::redis_key(&self.inner.prefix, self.inner.tag, key)
     }
 
     /// The per-call timeout.
@@ -111,7 +116,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         let now_us = inner.client_clock.as_ref().map(|clock| micros(clock.now()));
         let redis_key = self.redis_key(key);
         let mut connection = self.connection.clone();
-        let call = scripts::invoke(&mut connection, inner.script, &redis_key, cost, now_us, &inner.config);
+        let call = scripts::invoke(&mut connection, inner.lua, &redis_key, cost, now_us, &inner.config);
         tokio::time::timeout(inner.timeout, call).await.unwrap_or(Err(Error::Timeout(inner.timeout)))
     }
 }
@@ -149,6 +154,8 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
         check_cost(&inner.algorithm, cost)?;
         let error = match self.decide(key, cost).await {
             Ok(decision) => return Ok(decision),
+            // State that makes no sense is not an outage: no policy guesses on it.
+            Err(error @ Error::InvalidState { .. }) => return Err(error),
             Err(error) => error,
         };
         if let Some(decision) = inner.failure_policy.fixed_decision(inner.algorithm.limit()) {

@@ -1,66 +1,116 @@
-//! The Lua scripts, the Redis key of a user key, and one script call.
+//! Which Lua runs each algorithm, with which configuration in `ARGV`, on
+//! which Redis key: the one place that pairs an algorithm with its script.
 
 use std::sync::LazyLock;
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind};
+use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind};
 
+use super::reply::decision_from_reply;
+use crate::algorithm::Limit;
 use crate::error::redis_error;
 use crate::{Decision, Error, Result};
 
-/// Builds each algorithm's script: the shared prelude, then its own body.
-macro_rules! script {
-    ($name:ident, $file:literal) => {
-        #[doc = concat!("The script of `lua/", $file, "`, after `lua/prelude.lua`.")]
-        pub(crate) fn $name() -> &'static Script {
-            static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(source!($file)));
-            &SCRIPT
+/// A script as Redis runs it: the prelude, the algorithm's files, then
+/// `lua/single.lua`; with its source kept for the `EVAL` fallback.
+#[derive(Debug)]
+pub(crate) struct Lua {
+    script: redis::Script,
+    source: &'static str,
+}
+
+impl Lua {
+    fn new(source: &'static str) -> Self {
+        Self { script: redis::Script::new(source), source }
+    }
+}
+
+/// The source of a script made of `lua/prelude.lua`, then `$file`s, then
+/// `lua/single.lua`.
+macro_rules! single_script {
+    ($($file:literal),*) => {
+        concat!(
+            include_str!("../../lua/prelude.lua"),
+            $(include_str!(concat!("../../lua/", $file)),)*
+            include_str!("../../lua/single.lua")
+        )
+    };
+}
+
+/// The registry: for each algorithm, the tag that its Redis keys carry (so
+/// that no two algorithms ever share a key), its Lua files, and the fields
+/// of its configuration it sends as `ARGV[3..]`, in the order of its
+/// script's `ARGV[3..]:` line (a test holds the two together).
+macro_rules! scripts {
+    ($($algorithm:ident: $tag:literal, [$($file:literal),*], [$($field:ident),*];)*) => {
+        /// The tag of `limit`'s algorithm in its Redis keys.
+        pub(crate) fn tag(limit: &Limit) -> &'static str {
+            match limit {
+                $(Limit::$algorithm(_) => $tag,)*
+            }
+        }
+
+        /// The script that decides for `limit`.
+        pub(crate) fn script(limit: &Limit) -> &'static Lua {
+            match limit {
+                $(Limit::$algorithm(_) => {
+                    static LUA: LazyLock<Lua> = LazyLock::new(|| Lua::new(single_script!($($file),*)));
+                    &LUA
+                })*
+            }
+        }
+
+        /// `limit`'s configuration, as its script reads it from `ARGV[3]` on.
+        pub(crate) fn config(limit: &Limit) -> Vec<u64> {
+            match limit {
+                $(Limit::$algorithm(algorithm) => vec![$(algorithm.$field),*],)*
+            }
+        }
+
+        /// The names of the fields [`config`] sends.
+        #[cfg(test)]
+        fn config_fields(limit: &Limit) -> &'static [&'static str] {
+            match limit {
+                $(Limit::$algorithm(_) => &[$(stringify!($field)),*],)*
+            }
+        }
+
+        /// One limit of each algorithm, for the tests.
+        #[cfg(test)]
+        fn one_of_each() -> Vec<Limit> {
+            vec![$(crate::$algorithm::example().into()),*]
         }
     };
 }
 
-macro_rules! source {
-    ($file:literal) => {
-        concat!(include_str!("../../lua/prelude.lua"), include_str!(concat!("../../lua/", $file)))
-    };
+scripts! {
+    FixedWindow: "fw", ["fixed_window.lua"], [amount, period_us];
+    SlidingLog: "sl", ["sliding_log.lua"], [amount, period_us];
+    TokenBucket: "tb", ["meter.lua", "token_bucket.lua"], [capacity, amount, period_us];
+    LeakyBucket: "lb", ["meter.lua", "leaky_bucket.lua"], [capacity, amount, period_us];
 }
 
-script!(fixed_window, "fixed_window.lua");
-script!(sliding_log, "sliding_log.lua");
-script!(token_bucket, "token_bucket.lua");
-script!(leaky_bucket, "leaky_bucket.lua");
-
-/// The source of a script, found by its hash, for the `EVAL` fallback.
-fn source_of(script: &Script) -> &'static str {
-    [
-        (fixed_window(), source!("fixed_window.lua")),
-        (sliding_log(), source!("sliding_log.lua")),
-        (token_bucket(), source!("token_bucket.lua")),
-        (leaky_bucket(), source!("leaky_bucket.lua")),
-    ]
-    .into_iter()
-    .find(|(known, _)| known.get_hash() == script.get_hash())
-    .map(|(_, source)| source)
-    .expect("every script comes from this module")
-}
-
-/// The Redis key of `key`: `<prefix>{<key>}`.
+/// The Redis key of `key` for an algorithm tagged `tag`:
+/// `<prefix><tag>:{<key>}`.
 ///
-/// Injective: a prefix holds no brace (checked by the builder), so the first
-/// `{` ends the prefix and the last byte is the closing `}`; whatever lies
-/// between is the user key, braces and all. The braces make the user key the
-/// Redis Cluster hash tag (up to its first `}`); each script touches only
-/// this one key, so it is cluster safe whatever the tag turns out to be.
-pub(crate) fn redis_key(prefix: &str, key: &str) -> String {
-    let mut redis_key = String::with_capacity(prefix.len() + key.len() + 2);
+/// Injective: a prefix holds no brace (checked by the builder) and a tag is
+/// one of the registry's, so the first `{` ends the tag and the last byte is
+/// the closing `}`; whatever lies between is the user key, braces and all.
+/// Two algorithms never share a key, since the tag stands just before the
+/// `:{`. The braces make the user key the Redis Cluster hash tag (up to its
+/// first `}`); each script touches only this key, so it is cluster safe
+/// whatever the tag turns out to be.
+pub(crate) fn redis_key(prefix: &str, tag: &str, key: &str) -> String {
+    let mut redis_key = String::with_capacity(prefix.len() + tag.len() + key.len() + 3);
     redis_key.push_str(prefix);
-    redis_key.push('{');
+    redis_key.push_str(tag);
+    redis_key.push_str(":{");
     redis_key.push_str(key);
     redis_key.push('}');
     redis_key
 }
 
-/// Runs `script` on `key` with `ARGV = [cost, now_us or "", config...]`.
+/// Runs `lua` on `redis_key` with `ARGV = [cost, now_us or "", config...]`.
 ///
 /// `EVALSHA` first; redis-rs's `invoke_async` answers `NOSCRIPT` (after a
 /// restart or `SCRIPT FLUSH`) with `SCRIPT LOAD` and one more `EVALSHA`,
@@ -70,36 +120,49 @@ pub(crate) fn redis_key(prefix: &str, key: &str) -> String {
 /// node that owns the key: no window is left in which a call can fail.
 pub(crate) async fn invoke<C: ConnectionLike>(
     connection: &mut C,
-    script: &Script,
-    key: &str,
+    lua: &Lua,
+    redis_key: &str,
     cost: u64,
     now_us: Option<u64>,
     config: &[u64],
 ) -> Result<Decision> {
     let now = now_us.map(|now_us| now_us.to_string()).unwrap_or_default();
     let reply: Result<Vec<u64>, RedisError> =
-        match script.key(key).arg(cost).arg(&now).arg(config).invoke_async(connection).await {
+        match lua.script.key(redis_key).arg(cost).arg(&now).arg(config).invoke_async(connection).await {
             Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 let mut eval = Cmd::new();
-                eval.arg("EVAL").arg(source_of(script)).arg(1).arg(key).arg(cost).arg(&now).arg(config);
+                eval.arg("EVAL").arg(lua.source).arg(1).arg(redis_key).arg(cost).arg(&now).arg(config);
                 eval.query_async(connection).await
             }
             reply => reply,
         };
-    decision_from_reply(&reply.map_err(redis_error)?)
+    match reply {
+        Ok(reply) => decision_from_reply(&reply),
+        Err(error) => Err(script_error(error, &[redis_key])),
+    }
 }
 
-/// Reads a script's reply: `{allowed, limit, remaining, retry_after_us,
-/// reset_after_us, wait_us}`.
-fn decision_from_reply(reply: &[u64]) -> Result<Decision> {
-    match *reply {
-        [1, limit, remaining, 0, reset_after_us, wait_us] => {
-            Ok(Decision::allowed(limit, remaining, reset_after_us, wait_us))
+/// A failed script call as tollgate's error: a key holding what the script
+/// cannot read (the script's own `TOLLGATE key <n>: ...` error, or Redis's
+/// `WRONGTYPE`) is [`Error::InvalidState`]; anything else is the backend's.
+pub(crate) fn script_error(error: RedisError, keys: &[&str]) -> Error {
+    match (error.code(), error.detail()) {
+        (Some("TOLLGATE"), Some(detail)) => {
+            // "key <n>: <why> script: <sha>, on @user_script:<line>."
+            let detail = detail.split(" script: ").next().unwrap_or(detail);
+            let (index, reason) = detail
+                .strip_prefix("key ")
+                .and_then(|rest| rest.split_once(": "))
+                .and_then(|(index, reason)| Some((index.parse::<usize>().ok()?, reason)))
+                .unwrap_or((1, detail));
+            let key = keys.get(index.wrapping_sub(1)).unwrap_or(&"?");
+            Error::InvalidState { key: (*key).to_owned(), reason: reason.to_owned() }
         }
-        [0, limit, remaining, retry_after_us, reset_after_us, 0] if retry_after_us > 0 => {
-            Ok(Decision::denied(limit, remaining, retry_after_us, reset_after_us))
-        }
-        _ => Err(Error::UnexpectedReply(format!("a rate limit script answered {reply:?}"))),
+        (Some("WRONGTYPE"), _) => Error::InvalidState {
+            key: keys.join(" "),
+            reason: "the key holds another Redis type than this algorithm's state".to_owned(),
+        },
+        _ => redis_error(error),
     }
 }
 
@@ -108,31 +171,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_hash_tagged_and_keep_the_user_key_whole() {
-        assert_eq!(redis_key("tollgate:", "user:42"), "tollgate:{user:42}");
-        assert_eq!(redis_key("p:", "a}{b"), "p:{a}{b}");
-        assert_eq!(redis_key("", ""), "{}");
+    fn keys_carry_the_algorithm_then_the_user_key_in_braces() {
+        assert_eq!(redis_key("tollgate:", "tb", "user:42"), "tollgate:tb:{user:42}");
+        assert_eq!(redis_key("p:", "fw", "a}{b"), "p:fw:{a}{b}");
+        assert_eq!(redis_key("", "sl", ""), "sl:{}");
     }
 
     #[test]
-    fn every_script_is_the_prelude_then_its_body_and_all_differ() {
-        let scripts = [fixed_window(), sliding_log(), token_bucket(), leaky_bucket()];
-        for (n, script) in scripts.iter().enumerate() {
-            assert!(source_of(script).starts_with("-- tollgate prelude"));
-            for other in &scripts[n + 1..] {
-                assert_ne!(script.get_hash(), other.get_hash());
+    fn every_algorithm_has_its_own_tag_and_script_and_every_script_starts_with_the_prelude() {
+        let limits = one_of_each();
+        for (n, limit) in limits.iter().enumerate() {
+            assert!(script(limit).source.starts_with("-- tollgate prelude"));
+            assert!(script(limit).source.ends_with(include_str!("../../lua/single.lua")));
+            for other in &limits[n + 1..] {
+                assert_ne!(tag(limit), tag(other));
+                assert_ne!(script(limit).script.get_hash(), script(other).script.get_hash());
             }
         }
     }
 
+    /// Each script's header says what it reads from `ARGV[3]` on, in a line
+    /// `-- ARGV[3..]: name name ...`: the registry must send exactly that.
     #[test]
-    fn replies_become_decisions_and_nonsense_is_an_error() {
-        let allowed = decision_from_reply(&[1, 10, 9, 0, 100, 5]).unwrap();
-        assert_eq!(allowed, Decision::allowed(10, 9, 100, 5));
-        let denied = decision_from_reply(&[0, 10, 0, 7, 100, 0]).unwrap();
-        assert_eq!(denied, Decision::denied(10, 0, 7, 100));
-        for nonsense in [&[][..], &[1, 10, 9, 3, 100, 0], &[0, 10, 0, 0, 100, 0], &[2, 1, 1, 1, 1, 1], &[1; 7]] {
-            assert!(matches!(decision_from_reply(nonsense), Err(Error::UnexpectedReply(_))), "{nonsense:?}");
+    fn every_script_reads_the_configuration_its_algorithm_sends() {
+        for limit in one_of_each() {
+            let source = script(&limit).source;
+            let declared: Vec<&str> = source
+                .lines()
+                .filter_map(|line| line.strip_prefix("-- ARGV[3..]:"))
+                .flat_map(str::split_whitespace)
+                .collect();
+            assert_eq!(declared, config_fields(&limit), "{limit:?}");
+            assert_eq!(config(&limit).len(), declared.len());
+            // ... and reads exactly that many: ARGV[i] to ARGV[i + n - 1].
+            let highest = (0..declared.len()).rev().find(|n| source.contains(&format!("ARGV[i + {n}]")));
+            let reads = highest.map_or(usize::from(source.contains("ARGV[i]")), |n| n + 1);
+            assert_eq!(reads, declared.len(), "{limit:?} reads {reads} ARGV");
         }
+    }
+
+    #[test]
+    fn errors_other_than_a_state_the_script_cannot_read_are_the_backends() {
+        let other = RedisError::from((ErrorKind::Io, "connection reset"));
+        assert!(matches!(script_error(other, &["k"]), Error::Backend { backend: "redis", .. }));
     }
 }

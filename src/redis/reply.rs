@@ -1,0 +1,61 @@
+//! The reply of every script, read once: `{allowed, limit, remaining,
+//! retry_after_us, reset_after_us, wait_us}`, integers, durations in µs.
+
+use crate::{Decision, Error, Result};
+
+/// The reply's fields, in order: what the prelude's `REPLY:` line says.
+#[cfg(test)]
+pub(crate) const FIELDS: [&str; 6] = ["allowed", "limit", "remaining", "retry_after_us", "reset_after_us", "wait_us"];
+
+/// The decision a script replied, or why the reply is not one: an allowed
+/// request has no retry-after, a denied one has one and no wait, and no
+/// count exceeds the limit.
+pub(crate) fn decision_from_reply(reply: &[u64]) -> Result<Decision> {
+    match *reply {
+        [1, limit, remaining, 0, reset_after_us, wait_us] if remaining <= limit => {
+            Ok(Decision::allowed(limit, remaining, reset_after_us, wait_us))
+        }
+        [0, limit, remaining, retry_after_us, reset_after_us, 0] if retry_after_us > 0 && remaining <= limit => {
+            Ok(Decision::denied(limit, remaining, retry_after_us, reset_after_us))
+        }
+        _ => Err(Error::UnexpectedReply(format!("a rate limit script answered {reply:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prelude_documents_the_reply_this_reads() {
+        let prelude = include_str!("../../lua/prelude.lua");
+        let documented: Vec<&str> = prelude
+            .lines()
+            .filter_map(|line| line.strip_prefix("-- REPLY:"))
+            .flat_map(str::split_whitespace)
+            .take_while(|word| !word.starts_with('('))
+            .collect();
+        assert_eq!(documented, FIELDS);
+        // The prelude builds replies in that order, in exactly two places.
+        assert!(prelude.contains("return {1, limit, remaining, 0, reset_after_us, wait_us}"));
+        assert!(prelude.contains("return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0}"));
+    }
+
+    #[test]
+    fn replies_become_decisions_and_nonsense_is_an_error() {
+        let allowed = decision_from_reply(&[1, 10, 9, 0, 100, 5]).unwrap();
+        assert_eq!(allowed, Decision::allowed(10, 9, 100, 5));
+        let denied = decision_from_reply(&[0, 10, 0, 7, 100, 0]).unwrap();
+        assert_eq!(denied, Decision::denied(10, 0, 7, 100));
+        for nonsense in [
+            &[][..],
+            &[1, 10, 9, 3, 100, 0],
+            &[0, 10, 0, 0, 100, 0],
+            &[2, 1, 1, 1, 1, 1],
+            &[1; 7],
+            &[1, 10, 11, 0, 0, 0],
+        ] {
+            assert!(matches!(decision_from_reply(nonsense), Err(Error::UnexpectedReply(_))), "{nonsense:?}");
+        }
+    }
+}
