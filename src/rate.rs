@@ -47,6 +47,11 @@ impl Rate {
         Self::new(amount, Duration::from_secs(3600))
     }
 
+    /// `amount` per day (24 hours).
+    pub const fn per_day(amount: u64) -> Self {
+        Self::new(amount, Duration::from_secs(86_400))
+    }
+
     /// How many per period.
     pub const fn amount(&self) -> u64 {
         self.amount
@@ -92,6 +97,7 @@ mod tests {
         assert_eq!(Rate::per_second(5).to_micros().unwrap(), (5, 1_000_000));
         assert_eq!(Rate::per_minute(5).to_micros().unwrap(), (5, 60_000_000));
         assert_eq!(Rate::per_hour(5).to_micros().unwrap(), (5, 3_600_000_000));
+        assert_eq!(Rate::per_day(5).to_micros().unwrap(), (5, 86_400_000_000));
     }
 
     #[test]

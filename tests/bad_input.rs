@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use tollgate::{Error, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog, TokenBucket};
 
+use crate::support::algorithms::for_each_algorithm;
+use crate::support::models::Spec;
+
 fn reason(result: Result<impl std::fmt::Debug, Error>) -> String {
     match result {
         Err(Error::InvalidConfig(reason)) => reason,
@@ -11,20 +14,62 @@ fn reason(result: Result<impl std::fmt::Debug, Error>) -> String {
     }
 }
 
-#[test]
-fn every_constructor_rejects_a_zero_amount_or_period() {
+fn rejects_a_zero_amount_or_period<A: Spec>() {
     for rate in [Rate::per_second(0), Rate::new(5, Duration::ZERO), Rate::new(5, Duration::from_nanos(999))] {
-        let reasons = [
-            reason(FixedWindow::new(rate)),
-            reason(SlidingLog::new(rate)),
-            reason(TokenBucket::new(5, rate)),
-            reason(LeakyBucket::new(5, rate)),
-        ];
-        for reason in reasons {
-            assert!(reason.contains("amount") || reason.contains("period"), "{rate:?}: {reason}");
-        }
+        let reason = reason(A::try_new(5, rate));
+        assert!(reason.contains("amount") || reason.contains("period"), "{rate:?}: {reason}");
     }
 }
+
+/// A cost of more than the limit is an error, not a denial a client would
+/// retry forever; the limit itself fits.
+async fn a_cost_that_can_never_fit_is_an_error<A: Spec>() {
+    let algorithm = A::with_limit(5, Duration::from_secs(1));
+    let max = algorithm.limit();
+    let limiter = InMemory::with_clock(algorithm, ManualClock::new());
+    assert!(limiter.check_n("key", max).await.unwrap().is_allowed(), "{limiter:?}");
+    let error = limiter.check_n("key", max + 1).await.unwrap_err();
+    assert!(matches!(error, Error::CostTooHigh { cost, max: m } if cost == max + 1 && m == max));
+    assert!(error.to_string().contains("can never be admitted"));
+    assert!(limiter.check_n("key", u64::MAX).await.is_err());
+}
+
+/// Time never gets past where it started, so one allowance is all there is.
+fn a_clock_moved_backwards_neither_panics_nor_admits_extra<A: Spec>() {
+    let clock = ManualClock::starting_at(Duration::from_secs(100));
+    let limiter = InMemory::with_clock(A::with_limit(2, Duration::from_secs(1)), clock.clone());
+    let mut admitted = 0;
+    for second in [100, 50, 99, 0, 100] {
+        clock.set(Duration::from_secs(second));
+        for _ in 0..3 {
+            admitted += u32::from(limiter.check_sync("k").is_allowed());
+        }
+    }
+    assert_eq!(admitted, 2);
+}
+
+macro_rules! bad_input {
+    ($name:ident, $algorithm:ident) => {
+        mod $name {
+            #[test]
+            fn the_constructor_rejects_a_zero_amount_or_period() {
+                super::rejects_a_zero_amount_or_period::<tollgate::$algorithm>();
+            }
+
+            #[tokio::test]
+            async fn a_cost_that_can_never_fit_is_an_error_not_a_denial_to_retry_forever() {
+                super::a_cost_that_can_never_fit_is_an_error::<tollgate::$algorithm>().await;
+            }
+
+            #[test]
+            fn a_clock_moved_backwards_neither_panics_nor_admits_extra() {
+                super::a_clock_moved_backwards_neither_panics_nor_admits_extra::<tollgate::$algorithm>();
+            }
+        }
+    };
+}
+
+for_each_algorithm!(bad_input);
 
 #[test]
 fn bucket_constructors_reject_a_zero_capacity() {
@@ -61,45 +106,6 @@ async fn a_cost_of_zero_peeks_and_takes_nothing() {
     assert!(limiter.check("key").await.unwrap().is_allowed());
     assert_eq!(limiter.check_n("never seen", 0).await.unwrap().remaining(), 3);
     assert_eq!(limiter.len(), 1, "a peek at a new key stores nothing");
-}
-
-#[tokio::test]
-async fn a_cost_that_can_never_fit_is_an_error_not_a_denial_to_retry_forever() {
-    let clock = ManualClock::new();
-    let limiters: [(Box<dyn RateLimiter>, u64); 4] = [
-        (Box::new(InMemory::with_clock(FixedWindow::new(Rate::per_second(5)).unwrap(), clock.clone())), 5),
-        (Box::new(InMemory::with_clock(SlidingLog::new(Rate::per_second(5)).unwrap(), clock.clone())), 5),
-        (Box::new(InMemory::with_clock(TokenBucket::new(5, Rate::per_second(1)).unwrap(), clock.clone())), 5),
-        (Box::new(InMemory::with_clock(LeakyBucket::new(5, Rate::per_second(1)).unwrap(), clock.clone())), 6),
-    ];
-    for (limiter, max) in limiters {
-        assert!(limiter.check_n("key", max).await.unwrap().is_allowed(), "{limiter:?}");
-        let error = limiter.check_n("key", max + 1).await.unwrap_err();
-        assert!(matches!(error, Error::CostTooHigh { cost, max: m } if cost == max + 1 && m == max));
-        assert!(error.to_string().contains("can never be admitted"));
-        assert!(limiter.check_n("key", u64::MAX).await.is_err());
-    }
-}
-
-#[test]
-fn a_clock_moved_backwards_neither_panics_nor_admits_extra() {
-    let clock = ManualClock::starting_at(Duration::from_secs(100));
-    let fixed = InMemory::with_clock(FixedWindow::new(Rate::per_second(2)).unwrap(), clock.clone());
-    let sliding = InMemory::with_clock(SlidingLog::new(Rate::per_second(2)).unwrap(), clock.clone());
-    let token = InMemory::with_clock(TokenBucket::new(2, Rate::per_second(2)).unwrap(), clock.clone());
-    let leaky = InMemory::with_clock(LeakyBucket::new(1, Rate::per_second(2)).unwrap(), clock.clone());
-    let mut admitted = [0; 4];
-    for second in [100, 50, 99, 0, 100] {
-        clock.set(Duration::from_secs(second));
-        for _ in 0..3 {
-            admitted[0] += u32::from(fixed.check_sync("k").is_allowed());
-            admitted[1] += u32::from(sliding.check_sync("k").is_allowed());
-            admitted[2] += u32::from(token.check_sync("k").is_allowed());
-            admitted[3] += u32::from(leaky.check_sync("k").is_allowed());
-        }
-    }
-    // Time never got past where it started, so each admitted one allowance.
-    assert_eq!(admitted, [2, 2, 2, 2]);
 }
 
 #[test]

@@ -4,36 +4,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tollgate::{
-    Algorithm, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog, TokenBucket,
-};
+use tollgate::{Algorithm, InMemory, ManualClock, RateLimiter};
+
+use crate::support::algorithms::for_each_algorithm;
+use crate::support::models::Spec;
 
 const THREADS: u64 = 16;
 const TRIES: u64 = 1_000;
 const LIMIT: u64 = 500;
 
-/// A limiter whose clock never moves: nothing refills and no window ends, so
-/// exactly `LIMIT` can ever be admitted.
-fn frozen<A: Algorithm>(algorithm: A) -> Arc<InMemory<A, ManualClock>> {
+/// A limiter of `LIMIT` an hour whose clock never moves: nothing refills
+/// and no window ends, so exactly `LIMIT` can ever be admitted.
+fn frozen<A: Spec>() -> Arc<InMemory<A, ManualClock>> {
+    let algorithm = A::with_limit(LIMIT, Duration::from_secs(3_600));
     Arc::new(InMemory::with_clock(algorithm, ManualClock::starting_at(Duration::from_secs(1_000))))
 }
 
-fn fixed_window() -> FixedWindow {
-    FixedWindow::new(Rate::per_hour(LIMIT)).unwrap()
-}
-fn sliding_log() -> SlidingLog {
-    SlidingLog::new(Rate::per_hour(LIMIT)).unwrap()
-}
-fn token_bucket() -> TokenBucket {
-    TokenBucket::new(LIMIT, Rate::per_hour(1)).unwrap()
-}
-fn leaky_bucket() -> LeakyBucket {
-    // One departs now, LIMIT - 1 wait.
-    LeakyBucket::new(LIMIT - 1, Rate::per_hour(1)).unwrap()
-}
-
-fn admitted_by_racing_threads<A: Algorithm>(algorithm: A) -> u64 {
-    let limiter = frozen(algorithm);
+fn admitted_by_racing_threads<A: Algorithm>(limiter: &InMemory<A, ManualClock>) -> u64 {
     let admitted = AtomicU64::new(0);
     std::thread::scope(|scope| {
         for _ in 0..THREADS {
@@ -69,28 +56,35 @@ async fn admitted_by_racing_tasks(limiter: Arc<dyn RateLimiter>) -> u64 {
     admitted
 }
 
-#[test]
-fn sixteen_threads_making_a_thousand_tries_each_on_one_key_get_exactly_the_limit() {
-    assert_eq!(admitted_by_racing_threads(fixed_window()), LIMIT, "fixed window");
-    assert_eq!(admitted_by_racing_threads(sliding_log()), LIMIT, "sliding log");
-    assert_eq!(admitted_by_racing_threads(token_bucket()), LIMIT, "token bucket");
-    assert_eq!(admitted_by_racing_threads(leaky_bucket()), LIMIT, "leaky bucket");
+macro_rules! exact_under_contention {
+    ($name:ident, $algorithm:ident) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn sixteen_threads_making_a_thousand_tries_each_on_one_key_get_exactly_the_limit() {
+                assert_eq!(admitted_by_racing_threads(&frozen::<tollgate::$algorithm>()), LIMIT);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn tasks_sharing_an_arc_dyn_rate_limiter_get_exactly_the_limit() {
+                assert_eq!(admitted_by_racing_tasks(frozen::<tollgate::$algorithm>()).await, LIMIT);
+            }
+
+            #[test]
+            fn limiters_can_be_shared_across_threads_and_tasks() {
+                fn shareable<T: Send + Sync + 'static>() {}
+                shareable::<InMemory<tollgate::$algorithm>>();
+                shareable::<InMemory<tollgate::$algorithm, ManualClock>>();
+            }
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn tasks_sharing_an_arc_dyn_rate_limiter_get_exactly_the_limit() {
-    assert_eq!(admitted_by_racing_tasks(frozen(fixed_window())).await, LIMIT, "fixed window");
-    assert_eq!(admitted_by_racing_tasks(frozen(sliding_log())).await, LIMIT, "sliding log");
-    assert_eq!(admitted_by_racing_tasks(frozen(token_bucket())).await, LIMIT, "token bucket");
-    assert_eq!(admitted_by_racing_tasks(frozen(leaky_bucket())).await, LIMIT, "leaky bucket");
-}
+for_each_algorithm!(exact_under_contention);
 
 #[test]
-fn limiters_can_be_shared_across_threads_and_tasks() {
+fn a_shared_dyn_limiter_is_send_sync_and_static() {
     fn shareable<T: Send + Sync + 'static>() {}
-    shareable::<InMemory<FixedWindow>>();
-    shareable::<InMemory<SlidingLog, ManualClock>>();
-    shareable::<InMemory<TokenBucket>>();
-    shareable::<InMemory<LeakyBucket>>();
     shareable::<Arc<dyn RateLimiter>>();
 }

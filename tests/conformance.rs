@@ -10,6 +10,9 @@ use tollgate::{
     TokenBucket,
 };
 
+use crate::support::algorithms::{awaited, for_each_algorithm};
+use crate::support::models::Spec;
+
 /// A backend under test: makes limiters that share state with each other and
 /// with no limiter made before.
 pub(crate) trait Backend {
@@ -203,65 +206,43 @@ pub(crate) async fn each_algorithm_decides_to_the_microsecond(backend: &impl Bac
     .await;
 }
 
-/// Every algorithm, limited to `limit` at once, with nothing refilled within
-/// the hour: the four can be held to one count.
-fn hourly(limit: u64) -> (FixedWindow, SlidingLog, TokenBucket, LeakyBucket) {
-    (
-        FixedWindow::new(Rate::per_hour(limit)).unwrap(),
-        SlidingLog::new(Rate::per_hour(limit)).unwrap(),
-        TokenBucket::new(limit, Rate::per_hour(limit)).unwrap(),
-        LeakyBucket::new(limit - 1, Rate::per_hour(limit)).unwrap(),
-    )
+/// An algorithm that admits `limit` at once and refills nothing within
+/// the hour: every algorithm can be held to one count.
+fn hourly<A: Spec>(limit: u64) -> A {
+    A::with_limit(limit, Duration::from_secs(3_600))
 }
 
-/// Runs `check` once for each algorithm of [`hourly`]`(limit)`.
-macro_rules! for_each_algorithm {
-    ($limit:expr, |$algorithm:ident| $check:expr) => {{
-        let (fixed_window, sliding_log, token_bucket, leaky_bucket) = hourly($limit);
-        {
-            let $algorithm = fixed_window;
-            $check
-        }
-        {
-            let $algorithm = sliding_log;
-            $check
-        }
-        {
-            let $algorithm = token_bucket;
-            $check
-        }
-        {
-            let $algorithm = leaky_bucket;
-            $check
-        }
-    }};
+async fn a_clock_that_goes_back_admits_nothing_extra_for<A: Spec>(backend: &impl Backend) {
+    let clock = ManualClock::starting_at(START + Duration::from_secs(7200));
+    let algorithm = hourly::<A>(3);
+    let limiter = backend.limiter(algorithm.clone(), &clock).await;
+    assert!(limiter.check_n("user", 3).await.unwrap().is_allowed());
+    clock.set(START);
+    let decision = limiter.check("user").await.unwrap();
+    assert!(!decision.is_allowed(), "{algorithm:?} admitted more after the clock went back: {decision:?}");
 }
 
 pub(crate) async fn a_clock_that_goes_back_admits_nothing_extra(backend: &impl Backend) {
-    for_each_algorithm!(3, |algorithm| {
-        let clock = ManualClock::starting_at(START + Duration::from_secs(7200));
-        let limiter = backend.limiter(algorithm, &clock).await;
-        assert!(limiter.check_n("user", 3).await.unwrap().is_allowed());
-        clock.set(START);
-        let decision = limiter.check("user").await.unwrap();
-        assert!(!decision.is_allowed(), "{algorithm:?} admitted more after the clock went back: {decision:?}");
-    });
+    for_each_algorithm!(awaited, a_clock_that_goes_back_admits_nothing_extra_for, backend);
+}
+
+async fn a_cost_over_the_maximum_is_an_error_and_a_zero_cost_peeks_for<A: Spec>(backend: &impl Backend) {
+    let clock = ManualClock::starting_at(START);
+    let algorithm = hourly::<A>(3);
+    let limiter = backend.limiter(algorithm.clone(), &clock).await;
+    let error = limiter.check_n("user", 4).await.unwrap_err();
+    assert!(matches!(error, Error::CostTooHigh { cost: 4, max: 3 }), "{algorithm:?}: {error}");
+    let peek = limiter.check_n("user", 0).await.unwrap();
+    assert_eq!((peek.is_allowed(), peek.remaining()), (true, 3), "{algorithm:?}");
+    assert!(limiter.check_n("user", 2).await.unwrap().is_allowed());
+    // More than is left is denied and takes nothing; what fits still fits.
+    assert!(!limiter.check_n("user", 2).await.unwrap().is_allowed(), "{algorithm:?}");
+    assert_eq!(limiter.check_n("user", 0).await.unwrap().remaining(), 1, "{algorithm:?}");
+    assert!(limiter.check_n("user", 1).await.unwrap().is_allowed(), "{algorithm:?}");
 }
 
 pub(crate) async fn a_cost_over_the_maximum_is_an_error_and_a_zero_cost_peeks(backend: &impl Backend) {
-    for_each_algorithm!(3, |algorithm| {
-        let clock = ManualClock::starting_at(START);
-        let limiter = backend.limiter(algorithm, &clock).await;
-        let error = limiter.check_n("user", 4).await.unwrap_err();
-        assert!(matches!(error, Error::CostTooHigh { cost: 4, max: 3 }), "{algorithm:?}: {error}");
-        let peek = limiter.check_n("user", 0).await.unwrap();
-        assert_eq!((peek.is_allowed(), peek.remaining()), (true, 3), "{algorithm:?}");
-        assert!(limiter.check_n("user", 2).await.unwrap().is_allowed());
-        // More than is left is denied and takes nothing; what fits still fits.
-        assert!(!limiter.check_n("user", 2).await.unwrap().is_allowed(), "{algorithm:?}");
-        assert_eq!(limiter.check_n("user", 0).await.unwrap().remaining(), 1, "{algorithm:?}");
-        assert!(limiter.check_n("user", 1).await.unwrap().is_allowed(), "{algorithm:?}");
-    });
+    for_each_algorithm!(awaited, a_cost_over_the_maximum_is_an_error_and_a_zero_cost_peeks_for, backend);
 }
 
 /// Waits, if need be, for an hourly window to start, so that a burst of a
@@ -273,22 +254,25 @@ async fn align_to_an_hourly_window() {
     }
 }
 
+async fn exactly_the_limit_is_admitted_under_concurrency_for<A: Spec>(backend: &impl Backend) {
+    align_to_an_hourly_window().await;
+    let algorithm = hourly::<A>(50);
+    let limiters = backend.limiters(algorithm.clone(), None, 8).await;
+    let tasks: Vec<_> = (0..100)
+        .map(|task| {
+            let limiter = Arc::clone(&limiters[task % limiters.len()]);
+            tokio::spawn(async move { limiter.check("one key").await.unwrap().is_allowed() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        admitted += u32::from(task.await.unwrap());
+    }
+    assert_eq!(admitted, 50, "{algorithm:?}");
+}
+
 pub(crate) async fn exactly_the_limit_is_admitted_under_concurrency(backend: &impl Backend) {
-    for_each_algorithm!(50, |algorithm| {
-        align_to_an_hourly_window().await;
-        let limiters = backend.limiters(algorithm, None, 8).await;
-        let tasks: Vec<_> = (0..100)
-            .map(|task| {
-                let limiter = Arc::clone(&limiters[task % limiters.len()]);
-                tokio::spawn(async move { limiter.check("one key").await.unwrap().is_allowed() })
-            })
-            .collect();
-        let mut admitted = 0;
-        for task in tasks {
-            admitted += u32::from(task.await.unwrap());
-        }
-        assert_eq!(admitted, 50, "{algorithm:?}");
-    });
+    for_each_algorithm!(awaited, exactly_the_limit_is_admitted_under_concurrency_for, backend);
 }
 
 /// User keys that a careless key scheme would mangle or confuse.
@@ -338,15 +322,18 @@ pub(crate) async fn awkward_keys_each_get_their_own_allowance(backend: &impl Bac
     }
 }
 
+async fn reset_gives_a_key_its_full_allowance_back_for<A: Spec>(backend: &impl Backend) {
+    let clock = ManualClock::starting_at(START);
+    let algorithm = hourly::<A>(2);
+    let limiter = backend.limiter(algorithm.clone(), &clock).await;
+    assert!(limiter.check_n("user", 2).await.unwrap().is_allowed());
+    assert!(limiter.check_n("other", 2).await.unwrap().is_allowed());
+    limiter.reset("user").await.unwrap();
+    limiter.reset("never seen").await.unwrap();
+    assert_eq!(limiter.check_n("user", 0).await.unwrap().remaining(), 2, "{algorithm:?}");
+    assert!(!limiter.check("other").await.unwrap().is_allowed(), "{algorithm:?}");
+}
+
 pub(crate) async fn reset_gives_a_key_its_full_allowance_back(backend: &impl Backend) {
-    for_each_algorithm!(2, |algorithm| {
-        let clock = ManualClock::starting_at(START);
-        let limiter = backend.limiter(algorithm, &clock).await;
-        assert!(limiter.check_n("user", 2).await.unwrap().is_allowed());
-        assert!(limiter.check_n("other", 2).await.unwrap().is_allowed());
-        limiter.reset("user").await.unwrap();
-        limiter.reset("never seen").await.unwrap();
-        assert_eq!(limiter.check_n("user", 0).await.unwrap().remaining(), 2, "{algorithm:?}");
-        assert!(!limiter.check("other").await.unwrap().is_allowed(), "{algorithm:?}");
-    });
+    for_each_algorithm!(awaited, reset_gives_a_key_its_full_allowance_back_for, backend);
 }

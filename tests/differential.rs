@@ -1,18 +1,21 @@
 //! Redis decides exactly like `InMemory`: random sequences of time steps,
 //! keys and costs run through both, in client-time mode on one shared
-//! `ManualClock`, must give equal outcomes, every `Decision` field included.
-//! `InMemory` runs the pure step, so this holds each Lua script to it.
+//! `ManualClock`, must give equal outcomes, every `Decision` field included,
+//! and every key Redis writes must expire exactly when its state reads as
+//! new. `InMemory` runs the pure step, so this holds each Lua script to it.
+//! Then the server's own `TIME`, the default, against `InMemory` on a clock
+//! read from that `TIME`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
-use tollgate::{
-    Algorithm, Clock, Decision, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, Redis, SlidingLog,
-    TokenBucket,
-};
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use redis::aio::MultiplexedConnection;
+use tollgate::{Clock, Decision, InMemory, ManualClock, RateLimiter, Redis};
 
+use crate::support::algorithms::for_each_algorithm;
+use crate::support::models::Spec;
 use crate::support::proptest_config;
 use crate::support::redis_server::RedisServer;
 
@@ -33,23 +36,18 @@ enum Op {
 
 const KEYS: [&str; 3] = ["alice", "bob", "{carol}"];
 
-/// Sequences for a limiter admitting at most `max_cost` at once, with period
+/// Sequences for a limiter admitting at most `limit` at once, with period
 /// `period_us`; clock steps stay below `max_step_us`, so the clock stays
 /// below 2^53 µs (exact in Lua) however long the sequence.
-fn ops(max_cost: u64, period_us: u64, max_step_us: u64) -> impl Strategy<Value = Vec<Op>> {
+fn ops(limit: u64, period_us: u64, max_step_us: u64) -> impl Strategy<Value = Vec<Op>> {
     let step = (2 * period_us).min(max_step_us);
     let op = prop_oneof![
-        6 => (0..KEYS.len(), 0..=max_cost + 1).prop_map(|(key, cost)| Op::Check { key, cost }),
+        6 => (0..KEYS.len(), 0..=limit.min(1 << 20) + 1).prop_map(|(key, cost)| Op::Check { key, cost }),
         2 => (0..=1_000_u64.min(step)).prop_map(Op::Advance),
         2 => (0..=step).prop_map(Op::Advance),
         1 => (0..=step).prop_map(Op::Back),
     ];
     proptest::collection::vec(op, 1..60)
-}
-
-/// Periods from one µs to 20 s, whole seconds and odd µs alike.
-fn period_us() -> impl Strategy<Value = u64> {
-    prop_oneof![1..=1_000_u64, 1_000..=20_000_000_u64, (1..=20_u64).prop_map(|s| s * 1_000_000)]
 }
 
 /// Where the clock starts, past START_US: anywhere in a period, but at most
@@ -59,22 +57,20 @@ fn offset(period_us: u64) -> std::ops::Range<u64> {
     0..period_us.min(1 << 50)
 }
 
-/// Limits of everyday size.
-fn small() -> impl Strategy<Value = u64> {
-    1..=12_u64
-}
-
-fn rate(amount: u64, period_us: u64) -> Rate {
-    Rate::new(amount, Duration::from_micros(period_us))
-}
-
 /// One outcome, comparable: the decision, or the error's text.
 fn outcome(result: tollgate::Result<Decision>) -> Result<Decision, String> {
     result.map_err(|error| error.to_string())
 }
 
-/// Runs `cases` sequences from `strategy` through both backends.
-fn decide_alike<A: Algorithm>(cases: u32, strategy: impl Strategy<Value = (A, u64, Vec<Op>)>) {
+/// The TTL (ms) Redis should hold for a key just written in client-time
+/// mode: the decision's reset_after (the time until the state reads as new),
+/// rounded up to whole ms, plus the second that client-time mode adds.
+fn expected_ttl_ms(decision: &Decision) -> i64 {
+    decision.reset_after().as_micros().div_ceil(1_000) as i64 + 1_000
+}
+
+/// Runs `cases` sequences of `strategy`'s algorithms through both backends.
+fn decide_alike<A: Spec>(cases: u32, strategy: impl Strategy<Value = (A, u64, Vec<Op>)>) {
     let Some(server) = RedisServer::start() else { return };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let connection = runtime.block_on(server.connection());
@@ -89,14 +85,23 @@ fn decide_alike<A: Algorithm>(cases: u32, strategy: impl Strategy<Value = (A, u6
             .timeout(Duration::from_secs(5))
             .build(connection.clone())
             .unwrap();
+        let mut went_back = false;
         for (n, op) in ops.iter().enumerate() {
             match *op {
                 Op::Advance(us) => clock.advance(Duration::from_micros(us)),
-                Op::Back(us) => clock.set(clock.now().saturating_sub(Duration::from_micros(us))),
+                Op::Back(us) => {
+                    clock.set(clock.now().saturating_sub(Duration::from_micros(us)));
+                    went_back |= us > 0;
+                }
                 Op::Check { key, cost } => {
                     let expected = outcome(memory.check_n_sync(KEYS[key], cost));
+                    let written = Instant::now();
                     let actual = outcome(runtime.block_on(redis.check_n(KEYS[key], cost)));
                     prop_assert_eq!(&actual, &expected, "op {} ({:?}) at {:?}", n, op, clock.now());
+                    // A clock held back measures the TTL from the newest time in the state instead.
+                    if let Some(decision) = actual.as_ref().ok().filter(|d| d.is_allowed() && cost > 0 && !went_back) {
+                        check_ttl(&runtime, &connection, &redis.redis_key(KEYS[key]), decision, written)?;
+                    }
                 }
             }
         }
@@ -107,84 +112,119 @@ fn decide_alike<A: Algorithm>(cases: u32, strategy: impl Strategy<Value = (A, u6
     }
 }
 
+/// The key expires exactly when the decision says the state reads as new:
+/// no later, and no earlier than the real time since the write allows.
+fn check_ttl(
+    runtime: &tokio::runtime::Runtime,
+    connection: &MultiplexedConnection,
+    redis_key: &str,
+    decision: &Decision,
+    written: Instant,
+) -> Result<(), TestCaseError> {
+    let ttl_ms: i64 = runtime.block_on(redis::cmd("PTTL").arg(redis_key).query_async(&mut connection.clone())).unwrap();
+    let expected = expected_ttl_ms(decision);
+    let elapsed_ms = written.elapsed().as_millis() as i64 + 1;
+    prop_assert!(
+        ttl_ms <= expected && ttl_ms >= expected - elapsed_ms,
+        "{}: PTTL {} ms, expected {} ms ({} ms elapsed) after {:?}",
+        redis_key,
+        ttl_ms,
+        expected,
+        elapsed_ms,
+        decision
+    );
+    Ok(())
+}
+
 /// Clock steps that keep 60 of them below 2^53 µs from START_US.
 const EVERYDAY_STEP_US: u64 = 1 << 40;
-
-#[test]
-fn fixed_window_on_redis_decides_like_in_memory() {
-    let strategy = (small(), period_us()).prop_flat_map(|(amount, period_us)| {
-        let algorithm = FixedWindow::new(rate(amount, period_us)).unwrap();
-        (Just(algorithm), offset(period_us), ops(amount, period_us, EVERYDAY_STEP_US))
-    });
-    decide_alike(128, strategy);
-}
-
-#[test]
-fn sliding_log_on_redis_decides_like_in_memory() {
-    let strategy = (small(), period_us()).prop_flat_map(|(amount, period_us)| {
-        let algorithm = SlidingLog::new(rate(amount, period_us)).unwrap();
-        (Just(algorithm), offset(period_us), ops(amount, period_us, EVERYDAY_STEP_US))
-    });
-    decide_alike(128, strategy);
-}
-
-#[test]
-fn token_bucket_on_redis_decides_like_in_memory() {
-    let strategy = (small(), small(), period_us()).prop_flat_map(|(capacity, amount, period_us)| {
-        let algorithm = TokenBucket::new(capacity, rate(amount, period_us)).unwrap();
-        (Just(algorithm), offset(period_us), ops(capacity, period_us, EVERYDAY_STEP_US))
-    });
-    decide_alike(128, strategy);
-}
-
-#[test]
-fn leaky_bucket_on_redis_decides_like_in_memory() {
-    let strategy = (small(), small(), period_us()).prop_flat_map(|(capacity, amount, period_us)| {
-        let algorithm = LeakyBucket::new(capacity, rate(amount, period_us)).unwrap();
-        (Just(algorithm), offset(period_us), ops(capacity + 1, period_us, EVERYDAY_STEP_US))
-    });
-    decide_alike(128, strategy);
-}
 
 /// Steps up to 2^46 µs: sixty of them stay below 2^53 from START_US.
 const HUGE_STEP_US: u64 = 1 << 46;
 
-/// Rates at the edge of what validation allows: scaled state up to 2^53, and
-/// `elapsed × amount` far beyond it, which the scripts must never form.
-#[test]
-fn buckets_stay_exact_at_the_limits_of_doubles() {
-    let token = (1..=4_u64, 1..=1_u64 << 45, 1_u64 << 40..=1 << 51).prop_flat_map(|(capacity, amount, period_us)| {
-        let period_us = period_us.min((1 << 53) / capacity);
-        let algorithm = TokenBucket::new(capacity, rate(amount, period_us)).unwrap();
-        (Just(algorithm), offset(period_us), ops(capacity, period_us, HUGE_STEP_US))
-    });
-    decide_alike(64, token);
-    let leaky = (1..=4_u64, 1..=1_u64 << 45, 1_u64 << 40..=1 << 51).prop_flat_map(|(capacity, amount, period_us)| {
-        let period_us = period_us.min((1 << 53) / (capacity + 1));
-        let algorithm = LeakyBucket::new(capacity, rate(amount, period_us)).unwrap();
-        (Just(algorithm), offset(period_us), ops(capacity + 1, period_us, HUGE_STEP_US))
-    });
-    decide_alike(64, leaky);
+fn everyday<A: Spec>() -> impl Strategy<Value = (A, u64, Vec<Op>)> {
+    A::everyday().prop_flat_map(|algorithm| {
+        let (limit, period_us) = (algorithm.limit(), algorithm.period_us());
+        (Just(algorithm), offset(period_us), ops(limit, period_us, EVERYDAY_STEP_US))
+    })
 }
 
-#[test]
-fn windows_and_logs_stay_exact_with_huge_periods_and_amounts() {
-    let window = (1..=1_u64 << 53, 1_u64 << 40..=1 << 52).prop_flat_map(|(amount, period_us)| {
-        let algorithm = FixedWindow::new(rate(amount, period_us)).unwrap();
-        (Just(algorithm), offset(period_us), ops(amount.min(1 << 20), period_us, HUGE_STEP_US))
-    });
-    decide_alike(64, window);
-    let log = (1..=64_u64, 1_u64 << 40..=1 << 53).prop_flat_map(|(amount, period_us)| {
-        let algorithm = SlidingLog::new(rate(amount, period_us)).unwrap();
-        (Just(algorithm), offset(period_us), ops(amount, period_us, HUGE_STEP_US))
-    });
-    decide_alike(64, log);
+/// Configurations at the edge of what validation allows: scaled state up to
+/// 2^53, and `elapsed × amount` far beyond it, which the scripts must never
+/// form.
+fn at_the_edge<A: Spec>() -> impl Strategy<Value = (A, u64, Vec<Op>)> {
+    A::at_the_edge().prop_flat_map(|algorithm| {
+        let (limit, period_us) = (algorithm.limit(), algorithm.period_us());
+        (Just(algorithm), offset(period_us), ops(limit, period_us, HUGE_STEP_US))
+    })
 }
+
+/// Redis against `InMemory` with the server's `TIME`: `InMemory` runs on a
+/// clock set, before each check, to the middle of two reads of Redis's
+/// `TIME` around the check. Counts must agree exactly; durations within
+/// the time those reads leave open (summed over the sequence, since each
+/// write's time carries into later decisions).
+async fn server_time_agrees_with_a_clock_read_from_it<A: Spec>() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut connection = server.connection().await;
+    let algorithm = A::with_limit(5, Duration::from_secs(3_600));
+    let clock = ManualClock::new();
+    let memory = InMemory::with_clock(algorithm.clone(), clock.clone());
+    let redis = Redis::builder(algorithm.clone()).timeout(Duration::from_secs(5)).build(connection.clone()).unwrap();
+    let mut slack_us = 0;
+    for (n, cost) in [1, 0, 2, 1, 3, 0, 1, 1, 2, 0].into_iter().enumerate() {
+        let before = redis_time_us(&mut connection).await;
+        let actual = redis.check_n("user", cost).await.unwrap();
+        let after = redis_time_us(&mut connection).await;
+        clock.set(Duration::from_micros((before + after) / 2));
+        slack_us += (after - before).div_ceil(2) + 1;
+        let expected = memory.check_n_sync("user", cost).unwrap();
+        let counts = |d: &Decision| (d.is_allowed(), d.limit(), d.remaining());
+        assert_eq!(counts(&actual), counts(&expected), "check {n} of {algorithm:?}");
+        let durations = |d: &Decision| [d.retry_after().unwrap_or_default(), d.reset_after(), d.wait()];
+        for (got, want) in durations(&actual).into_iter().zip(durations(&expected)) {
+            let off_us = got.as_micros().abs_diff(want.as_micros());
+            assert!(off_us <= u128::from(slack_us), "check {n} of {algorithm:?}: {actual:?} against {expected:?}");
+        }
+    }
+}
+
+async fn redis_time_us(connection: &mut MultiplexedConnection) -> u64 {
+    let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(connection).await.unwrap();
+    seconds * 1_000_000 + micros
+}
+
+macro_rules! decides_like_in_memory {
+    ($name:ident, $algorithm:ident) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn on_everyday_configurations() {
+                decide_alike(128, everyday::<tollgate::$algorithm>());
+            }
+
+            #[test]
+            fn at_the_limits_of_exact_arithmetic() {
+                decide_alike(64, at_the_edge::<tollgate::$algorithm>());
+            }
+
+            #[tokio::test]
+            async fn with_the_servers_time() {
+                server_time_agrees_with_a_clock_read_from_it::<tollgate::$algorithm>().await;
+            }
+        }
+    };
+}
+
+for_each_algorithm!(decides_like_in_memory);
 
 /// Found by the sequences above: a time plus a period past 2^53 µs lost a
 /// microsecond in Lua, until the scripts took durations as differences.
 #[test]
 fn a_retry_after_whose_end_lies_past_2_53_microseconds_is_exact() {
+    use tollgate::{FixedWindow, SlidingLog};
+    let rate = crate::support::models::rate;
     let period_us = (1 << 53) - 1;
     let log = SlidingLog::new(rate(2, period_us)).unwrap();
     let ops = vec![Op::Check { key: 0, cost: 1 }, Op::Advance(12_345), Op::Check { key: 0, cost: 2 }];

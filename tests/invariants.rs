@@ -1,25 +1,28 @@
-//! The promise each algorithm makes, checked on what it actually admitted
-//! under random traffic, independently of any model.
+//! The promise each algorithm makes (`Spec::keeps_its_promise`), checked on
+//! what it actually admitted under random traffic, independently of any
+//! model.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tollgate::{Algorithm, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, SlidingLog, TokenBucket};
+use tollgate::{Algorithm, InMemory, ManualClock};
 
-/// Requests as (microseconds since the previous one, cost).
-fn traffic(max_gap_us: u64, max_cost: u64) -> impl Strategy<Value = Vec<(u64, u64)>> {
-    prop::collection::vec((prop_oneof![Just(0), 0..=max_gap_us], 1..=max_cost), 1..300)
+use crate::support::algorithms::for_each_algorithm;
+use crate::support::models::Spec;
+
+/// Requests as (microseconds since the previous one, cost), for a limiter
+/// of `limit` and `period_us`.
+fn traffic(limit: u64, period_us: u64) -> impl Strategy<Value = Vec<(u64, u64)>> {
+    prop::collection::vec((prop_oneof![Just(0), 0..=period_us / 2 + 1], 1..=limit), 1..300)
 }
 
-/// Runs `traffic` on one key, each cost cut to `max_cost`; returns each
-/// admission as (time µs, cost, wait µs).
-fn admitted<A: Algorithm>(algorithm: A, max_cost: u64, start_us: u64, traffic: &[(u64, u64)]) -> Vec<(u64, u64, u64)> {
+/// Runs `traffic` on one key; returns each admission as (time µs, cost, wait µs).
+fn admitted<A: Spec>(algorithm: A, start_us: u64, traffic: &[(u64, u64)]) -> Vec<(u64, u64, u64)> {
     let clock = ManualClock::starting_at(Duration::from_micros(start_us));
     let limiter = InMemory::with_clock(algorithm, clock.clone());
     let mut now = start_us;
     let mut admitted = Vec::new();
     for &(gap, cost) in traffic {
-        let cost = cost.min(max_cost);
         clock.advance(Duration::from_micros(gap));
         now += gap;
         let decision = limiter.check_n_sync("key", cost).unwrap();
@@ -30,69 +33,22 @@ fn admitted<A: Algorithm>(algorithm: A, max_cost: u64, start_us: u64, traffic: &
     admitted
 }
 
-/// Total cost admitted at times in `[from, until)`.
-fn admitted_between(admitted: &[(u64, u64, u64)], from: u64, until: u64) -> u64 {
-    admitted.iter().filter(|(at, _, _)| (from..until).contains(at)).map(|(_, cost, _)| cost).sum()
-}
+macro_rules! keeps_its_promise {
+    ($name:ident, $algorithm:ident) => {
+        proptest! {
+            #![proptest_config(crate::support::proptest_config(300))]
 
-proptest! {
-    #![proptest_config(crate::support::proptest_config(300))]
-
-    #[test]
-    fn a_sliding_log_never_admits_more_than_the_amount_in_any_interval_of_one_period(
-        amount in 1..=6u64, period in 1..=1_000u64, start in 0..1_000_000u64, traffic in traffic(400, 6)
-    ) {
-        let algorithm = SlidingLog::new(Rate::new(amount, Duration::from_micros(period))).unwrap();
-        let admitted = admitted(algorithm, amount, start, &traffic);
-        // The busiest interval starts at an admission.
-        for &(from, _, _) in &admitted {
-            prop_assert!(admitted_between(&admitted, from, from + period) <= amount);
-        }
-    }
-
-    #[test]
-    fn a_fixed_window_never_admits_more_than_the_amount_in_one_aligned_window(
-        amount in 1..=6u64, period in 1..=1_000u64, start in 0..1_000_000u64, traffic in traffic(400, 6)
-    ) {
-        let algorithm = FixedWindow::new(Rate::new(amount, Duration::from_micros(period))).unwrap();
-        let admitted = admitted(algorithm, amount, start, &traffic);
-        for &(at, _, _) in &admitted {
-            let window_start = at / period * period;
-            prop_assert!(admitted_between(&admitted, window_start, window_start + period) <= amount);
-        }
-    }
-
-    #[test]
-    fn a_token_bucket_admits_at_most_its_capacity_plus_the_rate_times_the_elapsed_time(
-        capacity in 1..=6u64, amount in 1..=5u64, period in 1..=1_000u64, start in 0..1_000_000u64,
-        traffic in traffic(400, 6)
-    ) {
-        let algorithm = TokenBucket::new(capacity, Rate::new(amount, Duration::from_micros(period))).unwrap();
-        let admitted = admitted(algorithm, capacity, start, &traffic);
-        for (i, &(from, _, _)) in admitted.iter().enumerate() {
-            for &(until, _, _) in &admitted[i..] {
-                let total = admitted_between(&admitted, from, until + 1);
-                // total ≤ capacity + amount × elapsed / period, without division.
-                prop_assert!(total * period <= capacity * period + amount * (until - from));
+            #[test]
+            fn $name((algorithm, traffic) in tollgate::$algorithm::everyday()
+                         .prop_flat_map(|a| (Just(a.clone()), traffic(a.limit(), a.period_us()))),
+                     start in 0..1_000_000u64) {
+                let admitted = admitted(algorithm.clone(), start, &traffic);
+                if let Err(broken) = algorithm.keeps_its_promise(&admitted) {
+                    return Err(TestCaseError::fail(format!("{algorithm:?}: {broken}")));
+                }
             }
         }
-    }
-
-    #[test]
-    fn a_leaky_bucket_never_lets_requests_depart_closer_than_period_over_amount(
-        capacity in 1..=6u64, amount in 1..=5u64, period in 1..=1_000u64, start in 0..1_000_000u64,
-        traffic in traffic(400, 1)
-    ) {
-        let algorithm = LeakyBucket::new(capacity, Rate::new(amount, Duration::from_micros(period))).unwrap();
-        let admitted = admitted(algorithm, capacity + 1, start, &traffic);
-        let departures: Vec<u64> = admitted.iter().map(|(at, _, wait)| at + wait).collect();
-        for (i, &first) in departures.iter().enumerate() {
-            for (n, &later) in departures[i..].iter().enumerate() {
-                // Departures are whole microseconds rounded up from exact slots n × period / amount
-                // apart, so they are less than a microsecond short of that, never more.
-                prop_assert!((later - first + 1) * amount > n as u64 * period, "{departures:?}");
-            }
-        }
-        prop_assert!(departures.windows(2).all(|pair| pair[0] <= pair[1]));
-    }
+    };
 }
+
+for_each_algorithm!(keeps_its_promise);

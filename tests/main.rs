@@ -19,3 +19,5 @@ mod middleware;
 mod models_match;
 #[cfg(feature = "redis")]
 mod redis_backend;
+#[cfg(feature = "redis")]
+mod shared_state;

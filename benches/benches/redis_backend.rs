@@ -35,10 +35,15 @@ const PREFIX: &str = "bench:";
 const AMOUNT: u64 = 1_000_000;
 const PERIOD_US: u64 = 1_000_000;
 
-/// A script as the crate builds it: the shared prelude, then the algorithm.
+/// A script as the crate builds it: the shared prelude, the algorithm's
+/// files, then the single-key main (see `scripts!` in src/redis/scripts.rs).
 macro_rules! lua {
-    ($file:literal) => {
-        concat!(include_str!("../../lua/prelude.lua"), include_str!(concat!("../../lua/", $file)))
+    ($($file:literal),*) => {
+        concat!(
+            include_str!("../../lua/prelude.lua"),
+            $(include_str!(concat!("../../lua/", $file)),)*
+            include_str!("../../lua/single.lua")
+        )
     };
 }
 
@@ -137,9 +142,19 @@ pub(crate) fn benches(c: &mut Criterion) {
     let mut bench = Bench { c, runtime: &runtime, server: &server };
     // The scripts' ARGV after cost and time: (capacity,) amount, period_us.
     let (bucket, window) = (&[AMOUNT, AMOUNT, PERIOD_US][..], &[AMOUNT, PERIOD_US][..]);
-    bench.algorithm("token_bucket", TokenBucket::new(AMOUNT, rate).unwrap(), lua!("token_bucket.lua"), bucket);
+    bench.algorithm(
+        "token_bucket",
+        TokenBucket::new(AMOUNT, rate).unwrap(),
+        lua!("meter.lua", "token_bucket.lua"),
+        bucket,
+    );
     bench.algorithm("fixed_window", FixedWindow::new(rate).unwrap(), lua!("fixed_window.lua"), window);
-    bench.algorithm("leaky_bucket", LeakyBucket::new(AMOUNT, rate).unwrap(), lua!("leaky_bucket.lua"), bucket);
+    bench.algorithm(
+        "leaky_bucket",
+        LeakyBucket::new(AMOUNT, rate).unwrap(),
+        lua!("meter.lua", "leaky_bucket.lua"),
+        bucket,
+    );
     bench.algorithm("sliding_log", SlidingLog::new(rate).unwrap(), lua!("sliding_log.lua"), window);
 }
 

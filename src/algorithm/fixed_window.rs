@@ -43,6 +43,11 @@ impl FixedWindow {
         }
         Ok(Self { amount, period_us })
     }
+
+    /// The rate: the amount per window and the window.
+    pub fn rate(&self) -> Rate {
+        Rate::new(self.amount, std::time::Duration::from_micros(self.period_us))
+    }
 }
 
 /// The window a key last admitted in, by its start (µs since the epoch), and

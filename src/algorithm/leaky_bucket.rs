@@ -61,6 +61,16 @@ impl LeakyBucket {
         Ok(Self { capacity, amount, period_us })
     }
 
+    /// The rate: the drain.
+    pub fn rate(&self) -> Rate {
+        Rate::new(self.amount, std::time::Duration::from_micros(self.period_us))
+    }
+
+    /// How many requests may wait (one more departs at once).
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     /// Requests admitted at once: the one departing now and those waiting.
     fn slots(&self) -> u64 {
         self.capacity + 1

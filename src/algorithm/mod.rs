@@ -79,7 +79,7 @@ pub(crate) mod sealed {
 macro_rules! algorithms {
     ($($module:ident::$algorithm:ident),* $(,)?) => {
         $(
-            mod $module;
+            pub(crate) mod $module;
             pub use $module::$algorithm;
         )*
 

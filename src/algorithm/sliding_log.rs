@@ -51,10 +51,19 @@ impl SlidingLog {
         Ok(Self { amount, period_us })
     }
 
+    /// The rate: the amount in any interval of the period.
+    pub fn rate(&self) -> Rate {
+        Rate::new(self.amount, std::time::Duration::from_micros(self.period_us))
+    }
+
     fn in_window(&self, at_us: u64, now_us: u64) -> bool {
         at_us.saturating_add(self.period_us) > now_us
     }
 }
+
+/// How many entries that have left the window one write forgets at most:
+/// `REMOVED_PER_WRITE` in `lua/sliding_log.lua`.
+pub(crate) const FORGOTTEN_PER_WRITE: usize = 64;
 
 /// The admitted requests still in the window (and perhaps a few older ones),
 /// oldest first: each one's time and the running total of cost up to and
@@ -115,8 +124,12 @@ impl Step for SlidingLog {
         if cost == 0 {
             return Decision::allowed(self.amount, self.amount - count, until_empty(newest), 0);
         }
-        log.base = before_live;
-        log.entries.drain(..first_live);
+        // Forgets at most a few of the entries that have left the window, as
+        // the script does (so that no call does unbounded work): both keep the
+        // same log, and a configuration with a longer period reads the same.
+        let forgotten = first_live.min(FORGOTTEN_PER_WRITE);
+        log.base = log.total_before(forgotten);
+        log.entries.drain(..forgotten);
         let total = log.total() + cost;
         match log.entries.back_mut() {
             // Requests of the same microsecond share one entry.

@@ -50,6 +50,16 @@ impl TokenBucket {
         Ok(Self { capacity, amount, period_us })
     }
 
+    /// The rate: the refill.
+    pub fn rate(&self) -> Rate {
+        Rate::new(self.amount, std::time::Duration::from_micros(self.period_us))
+    }
+
+    /// The most tokens the bucket holds.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     /// The debt of an empty bucket. A token is `period_us` units of debt.
     fn full_debt(&self) -> u64 {
         self.capacity * self.period_us

@@ -211,6 +211,14 @@ mod tests {
     }
 
     #[test]
+    fn the_sliding_log_script_forgets_as_many_old_entries_per_write_as_its_step() {
+        let forgotten = crate::algorithm::sliding_log::FORGOTTEN_PER_WRITE;
+        assert!(
+            include_str!("../../lua/sliding_log.lua").contains(&format!("local REMOVED_PER_WRITE = {forgotten}\n"))
+        );
+    }
+
+    #[test]
     fn errors_other_than_a_state_the_script_cannot_read_are_the_backends() {
         let other = RedisError::from((ErrorKind::Io, "connection reset"));
         assert!(matches!(script_error(other, &["k"]), Error::Backend { backend: "redis", .. }));

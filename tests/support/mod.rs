@@ -1,5 +1,6 @@
 //! What the integration tests share.
 
+pub mod algorithms;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 #[cfg(feature = "redis")]

@@ -1,10 +1,14 @@
 //! Reference models: each algorithm as its textbook description, in exact
 //! rational arithmetic over an explicit history. Slow, and obviously right;
-//! every backend is held to them decision by decision.
+//! every backend is held to them decision by decision. Beside each model,
+//! the algorithm's [`Spec`]: the configurations the suites try and the
+//! promise it makes.
 
 use std::time::Duration;
 
-use tollgate::Decision;
+use proptest::prelude::*;
+use proptest::strategy::BoxedStrategy;
+use tollgate::{Algorithm, Decision, FixedWindow, LeakyBucket, Rate, SlidingLog, TokenBucket};
 
 /// Every field of a decision, comparable with `assert_eq!`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +61,73 @@ fn denied(limit: u64, remaining: i128, retry_after: i128, reset_after: i128) -> 
 }
 
 /// A reference model of one algorithm for one key. `now` never goes back.
-pub trait Model {
+pub trait Model: Clone {
     fn decide(&mut self, now: u64, cost: u64) -> Verdict;
+}
+
+/// What the suites need of each algorithm (see `algorithms.rs` for the
+/// list they expand).
+pub trait Spec: Algorithm + PartialEq {
+    type Model: Model;
+
+    /// The model of this configuration, for a key never seen.
+    fn model(&self) -> Self::Model;
+
+    /// The model of this configuration for a key whose history `written`
+    /// (the model of another configuration) recorded: what a deploy that
+    /// changes the configuration does to the key's usage.
+    fn model_after(&self, written: &Self::Model) -> Self::Model;
+
+    /// Admits `limit` at once and about `limit` a `period` after that.
+    fn with_limit(limit: u64, period: Duration) -> Self {
+        Self::try_new(limit, Rate::new(limit, period)).unwrap()
+    }
+
+    /// The algorithm's constructor, given a capacity (for those that have
+    /// one; a window or a log takes its amount from `rate`) and a rate: the
+    /// constructor's own error for bad ones. A leaky bucket's `capacity` is
+    /// what it admits at once, one more than those that wait.
+    fn try_new(capacity: u64, rate: Rate) -> tollgate::Result<Self>;
+
+    /// The period of its rate, µs: the suites scale time steps with it.
+    fn period_us(&self) -> u64;
+
+    /// The longest wait (retry-after, reset-after, hold, TTL) it can itself
+    /// produce, µs, when time does not go back: a window's or a log's
+    /// period; the time a bucket takes to drain from full.
+    fn longest_wait_us(&self) -> u64 {
+        self.period_us()
+    }
+
+    /// Configurations of everyday size: limits up to 12, periods from 1 µs
+    /// to 20 s, fractions of a µs per unit included.
+    fn everyday() -> BoxedStrategy<Self>;
+
+    /// Configurations at the edge of what validation allows, where a script
+    /// computing carelessly in doubles would lose a microsecond.
+    fn at_the_edge() -> BoxedStrategy<Self>;
+
+    /// Whether what it admitted keeps its promise, independently of any
+    /// model: admissions are (time µs, cost, wait µs), on one key.
+    fn keeps_its_promise(&self, admitted: &[(u64, u64, u64)]) -> Result<(), String>;
+}
+
+/// Periods that divide evenly, and ones that leave a fraction per request.
+pub fn everyday_period_us() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(1), Just(7), 1..=1_000_u64, 1_000..=20_000_000_u64, (1..=20_u64).prop_map(|s| s * 1_000_000)]
+}
+
+pub fn rate(amount: u64, period_us: u64) -> Rate {
+    Rate::new(amount, Duration::from_micros(period_us))
+}
+
+fn period_us_of(rate: Rate) -> u64 {
+    rate.period().as_micros() as u64
+}
+
+/// Total cost admitted at times in `[from, until)`.
+fn admitted_between(admitted: &[(u64, u64, u64)], from: u64, until: u64) -> u64 {
+    admitted.iter().filter(|(at, _, _)| (from..until).contains(at)).map(|(_, cost, _)| cost).sum()
 }
 
 /// An exact fraction, always kept with a positive denominator.
@@ -114,24 +183,44 @@ fn gcd(a: i128, b: i128) -> i128 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
+// ---------------------------------------------------------------------------
+// Fixed window
+
 /// At most `amount` per window `[k × period, (k + 1) × period)`.
+#[derive(Debug, Clone)]
 pub struct FixedWindowModel {
     pub amount: u64,
     pub period: u64,
     pub admitted: Vec<(u64, u64)>,
+    /// What another configuration counted in its last window: (the window's
+    /// start, its count). It counts in this configuration's window if it
+    /// was recorded from that window's start on.
+    pub carried: Option<(u64, u64)>,
 }
 
 impl FixedWindowModel {
     pub fn new(amount: u64, period: u64) -> Self {
-        Self { amount, period, admitted: Vec::new() }
+        Self { amount, period, admitted: Vec::new(), carried: None }
+    }
+
+    /// The last window that admitted anything, and its count.
+    fn last_window(&self) -> Option<(u64, u64)> {
+        let &(last, _) = self.admitted.last()?;
+        let start = last / self.period * self.period;
+        Some((start, self.admitted.iter().filter(|(at, _)| *at >= start).map(|(_, cost)| cost).sum()))
     }
 }
 
 impl Model for FixedWindowModel {
     fn decide(&mut self, now: u64, cost: u64) -> Verdict {
-        let window = now / self.period;
-        let window_end = ((window + 1) * self.period - now) as i128;
-        let used: u64 = self.admitted.iter().filter(|(at, _)| at / self.period == window).map(|(_, c)| c).sum();
+        let start = now / self.period * self.period;
+        let window_end = (start + self.period - now) as i128;
+        let carried = match self.carried {
+            Some((carried_start, count)) if carried_start >= start => count.min(self.amount),
+            _ => 0,
+        };
+        let own: u64 = self.admitted.iter().filter(|(at, _)| *at >= start).map(|(_, c)| c).sum();
+        let used = carried + own;
         let (amount, reset) = (self.amount as i128, |used: u64| if used == 0 { 0 } else { window_end });
         if used + cost > self.amount {
             return denied(self.amount, amount - used as i128, window_end, reset(used));
@@ -143,7 +232,55 @@ impl Model for FixedWindowModel {
     }
 }
 
+impl Spec for FixedWindow {
+    type Model = FixedWindowModel;
+
+    fn model(&self) -> FixedWindowModel {
+        FixedWindowModel::new(self.limit(), self.period_us())
+    }
+
+    fn model_after(&self, written: &FixedWindowModel) -> FixedWindowModel {
+        // The state holds the writer's last window; before the writer ever
+        // admitted, whatever it carried itself.
+        FixedWindowModel { carried: written.last_window().or(written.carried), ..self.model() }
+    }
+
+    fn try_new(_: u64, rate: Rate) -> tollgate::Result<Self> {
+        FixedWindow::new(rate)
+    }
+
+    fn period_us(&self) -> u64 {
+        period_us_of(self.rate())
+    }
+
+    fn everyday() -> BoxedStrategy<Self> {
+        (1..=12_u64, everyday_period_us()).prop_map(|(amount, period)| Self::new(rate(amount, period)).unwrap()).boxed()
+    }
+
+    fn at_the_edge() -> BoxedStrategy<Self> {
+        (1..=1_u64 << 53, 1_u64 << 40..=1 << 52)
+            .prop_map(|(amount, period)| Self::new(rate(amount, period)).unwrap())
+            .boxed()
+    }
+
+    fn keeps_its_promise(&self, admitted: &[(u64, u64, u64)]) -> Result<(), String> {
+        let period = self.period_us();
+        for &(at, _, _) in admitted {
+            let window_start = at / period * period;
+            let total = admitted_between(admitted, window_start, window_start + period);
+            if total > self.limit() {
+                return Err(format!("{total} admitted in the window starting at {window_start}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sliding log
+
 /// At most `amount` in any interval `[t, t + period)`.
+#[derive(Debug, Clone)]
 pub struct SlidingLogModel {
     pub amount: u64,
     pub period: u64,
@@ -163,7 +300,8 @@ impl SlidingLogModel {
 
 impl Model for SlidingLogModel {
     fn decide(&mut self, now: u64, cost: u64) -> Verdict {
-        let used = self.used_at(now);
+        // More than the amount only if another configuration admitted it.
+        let used = self.used_at(now).min(self.amount);
         let until_empty = self
             .admitted
             .iter()
@@ -183,15 +321,70 @@ impl Model for SlidingLogModel {
         if cost == 0 {
             return allowed(self.amount, amount - used as i128, until_empty, 0);
         }
-        self.admitted.push((now, cost));
+        // The log forgets at most 64 requests that have left the window per
+        // write, and keeps requests of one µs as one: that decides what
+        // another configuration reads, never what this one decides.
+        let expired = self.admitted.iter().take_while(|(t, _)| t + self.period <= now).count();
+        self.admitted.drain(..expired.min(64));
+        match self.admitted.last_mut() {
+            Some((t, total)) if *t == now => *total += cost,
+            _ => self.admitted.push((now, cost)),
+        }
         allowed(self.amount, amount - (used + cost) as i128, self.period as i128, 0)
     }
 }
 
+impl Spec for SlidingLog {
+    type Model = SlidingLogModel;
+
+    fn model(&self) -> SlidingLogModel {
+        SlidingLogModel::new(self.limit(), self.period_us())
+    }
+
+    fn model_after(&self, written: &SlidingLogModel) -> SlidingLogModel {
+        // Times of admission mean the same to every configuration.
+        SlidingLogModel { admitted: written.admitted.clone(), ..self.model() }
+    }
+
+    fn try_new(_: u64, rate: Rate) -> tollgate::Result<Self> {
+        SlidingLog::new(rate)
+    }
+
+    fn period_us(&self) -> u64 {
+        period_us_of(self.rate())
+    }
+
+    fn everyday() -> BoxedStrategy<Self> {
+        (1..=12_u64, everyday_period_us()).prop_map(|(amount, period)| Self::new(rate(amount, period)).unwrap()).boxed()
+    }
+
+    fn at_the_edge() -> BoxedStrategy<Self> {
+        (1..=64_u64, 1_u64 << 40..=1 << 53)
+            .prop_map(|(amount, period)| Self::new(rate(amount, period)).unwrap())
+            .boxed()
+    }
+
+    fn keeps_its_promise(&self, admitted: &[(u64, u64, u64)]) -> Result<(), String> {
+        // The busiest interval starts at an admission.
+        for &(from, _, _) in admitted {
+            let total = admitted_between(admitted, from, from + self.period_us());
+            if total > self.limit() {
+                return Err(format!("{total} admitted in one period from {from}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Token bucket
+
 /// Tokens refill continuously at `amount / period` per µs up to `capacity`;
 /// a new bucket is full.
+#[derive(Debug, Clone)]
 pub struct TokenBucketModel {
     pub capacity: u64,
+    pub period: u64,
     pub rate: Ratio,
     pub tokens: Ratio,
     pub last: u64,
@@ -200,7 +393,7 @@ pub struct TokenBucketModel {
 impl TokenBucketModel {
     pub fn new(capacity: u64, amount: u64, period: u64) -> Self {
         let rate = Ratio::new(amount as i128, period as i128);
-        Self { capacity, rate, tokens: Ratio::int(capacity as i128), last: 0 }
+        Self { capacity, period, rate, tokens: Ratio::int(capacity as i128), last: 0 }
     }
 }
 
@@ -223,18 +416,92 @@ impl Model for TokenBucketModel {
     }
 }
 
+/// Units used (tokens taken, or slots queued) as another configuration
+/// recorded them, as this one counts them: as they are if the unit is the
+/// same (the same period), else rounded up to whole units; never more than
+/// `most`.
+fn carried_units(used: Ratio, written_period: u64, period: u64, most: u64) -> Ratio {
+    let used = if written_period == period { used } else { Ratio::int(used.ceil()) };
+    used.min(Ratio::int(most as i128))
+}
+
+impl Spec for TokenBucket {
+    type Model = TokenBucketModel;
+
+    fn model(&self) -> TokenBucketModel {
+        TokenBucketModel::new(self.capacity(), self.rate().amount(), self.period_us())
+    }
+
+    fn model_after(&self, written: &TokenBucketModel) -> TokenBucketModel {
+        // Tokens taken as of the writer's last admission, before any refill.
+        let used = Ratio::int(written.capacity as i128).sub(written.tokens);
+        let used = carried_units(used, written.period, self.period_us(), self.capacity());
+        TokenBucketModel { tokens: Ratio::int(self.capacity() as i128).sub(used), last: written.last, ..self.model() }
+    }
+
+    fn try_new(capacity: u64, rate: Rate) -> tollgate::Result<Self> {
+        TokenBucket::new(capacity, rate)
+    }
+
+    fn period_us(&self) -> u64 {
+        period_us_of(self.rate())
+    }
+
+    fn longest_wait_us(&self) -> u64 {
+        (u128::from(self.limit()) * u128::from(self.period_us())).div_ceil(u128::from(self.rate().amount())) as u64
+    }
+
+    fn everyday() -> BoxedStrategy<Self> {
+        (1..=12_u64, 1..=12_u64, everyday_period_us())
+            .prop_map(|(capacity, amount, period)| Self::new(capacity, rate(amount, period)).unwrap())
+            .boxed()
+    }
+
+    fn at_the_edge() -> BoxedStrategy<Self> {
+        (1..=4_u64, 1..=1_u64 << 45, 1_u64 << 40..=1 << 51)
+            .prop_map(|(capacity, amount, period)| {
+                Self::new(capacity, rate(amount, period.min((1 << 53) / capacity))).unwrap()
+            })
+            .boxed()
+    }
+
+    fn keeps_its_promise(&self, admitted: &[(u64, u64, u64)]) -> Result<(), String> {
+        let (capacity, amount, period) = (self.capacity(), self.rate().amount(), self.period_us());
+        for (i, &(from, _, _)) in admitted.iter().enumerate() {
+            for &(until, _, _) in &admitted[i..] {
+                let total = admitted_between(admitted, from, until + 1);
+                // total ≤ capacity + amount × elapsed / period, without division.
+                if u128::from(total) * u128::from(period)
+                    > u128::from(capacity) * u128::from(period) + u128::from(amount) * u128::from(until - from)
+                {
+                    return Err(format!("{total} admitted from {from} to {until}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Leaky bucket
+
 /// A queue that lets one request out every `period / amount`: each admitted
 /// request of cost `c` departs at the next free slot and takes `c` slots; one
 /// whose last slot would be more than `capacity` slots away is refused.
+#[derive(Debug, Clone)]
 pub struct LeakyBucketModel {
     pub capacity: u64,
+    pub period: u64,
     pub interval: Ratio,
     pub next_free: Ratio,
+    /// When the last request was admitted.
+    pub last: u64,
 }
 
 impl LeakyBucketModel {
     pub fn new(capacity: u64, amount: u64, period: u64) -> Self {
-        Self { capacity, interval: Ratio::new(period as i128, amount as i128), next_free: Ratio::int(0) }
+        let interval = Ratio::new(period as i128, amount as i128);
+        Self { capacity, period, interval, next_free: Ratio::int(0), last: 0 }
     }
 }
 
@@ -260,6 +527,68 @@ impl Model for LeakyBucketModel {
             return allowed(limit, fits(departs), until_empty(departs), 0);
         }
         self.next_free = departs.add(slots(cost));
+        self.last = now;
         allowed(limit, fits(self.next_free), until_empty(self.next_free), departs.sub(now_r).ceil())
+    }
+}
+
+impl Spec for LeakyBucket {
+    type Model = LeakyBucketModel;
+
+    fn model(&self) -> LeakyBucketModel {
+        LeakyBucketModel::new(self.capacity(), self.rate().amount(), self.period_us())
+    }
+
+    fn model_after(&self, written: &LeakyBucketModel) -> LeakyBucketModel {
+        // Slots queued as of the writer's last admission, before any drain.
+        let last = Ratio::int(written.last as i128);
+        let queued = written.next_free.max(last).sub(last).div(written.interval);
+        let queued = carried_units(queued, written.period, self.period_us(), self.capacity() + 1);
+        let model = self.model();
+        LeakyBucketModel { next_free: last.add(model.interval.mul(queued)), last: written.last, ..model }
+    }
+
+    fn try_new(capacity: u64, rate: Rate) -> tollgate::Result<Self> {
+        LeakyBucket::new(capacity.saturating_sub(1), rate)
+    }
+
+    fn period_us(&self) -> u64 {
+        period_us_of(self.rate())
+    }
+
+    fn longest_wait_us(&self) -> u64 {
+        (u128::from(self.limit()) * u128::from(self.period_us())).div_ceil(u128::from(self.rate().amount())) as u64
+    }
+
+    fn everyday() -> BoxedStrategy<Self> {
+        (1..=12_u64, 1..=12_u64, everyday_period_us())
+            .prop_map(|(capacity, amount, period)| Self::new(capacity, rate(amount, period)).unwrap())
+            .boxed()
+    }
+
+    fn at_the_edge() -> BoxedStrategy<Self> {
+        (1..=4_u64, 1..=1_u64 << 45, 1_u64 << 40..=1 << 51)
+            .prop_map(|(capacity, amount, period)| {
+                Self::new(capacity, rate(amount, period.min((1 << 53) / (capacity + 1)))).unwrap()
+            })
+            .boxed()
+    }
+
+    fn keeps_its_promise(&self, admitted: &[(u64, u64, u64)]) -> Result<(), String> {
+        let (amount, period) = (u128::from(self.rate().amount()), u128::from(self.period_us()));
+        // A request of cost c departs when its wait is over and takes c slots of period / amount:
+        // the next departs no sooner. Departures are whole microseconds rounded up from exact
+        // slots, so they are less than a microsecond short of that, never more.
+        for (i, &(at, _, wait)) in admitted.iter().enumerate() {
+            let mut slots = 0_u128;
+            for (j, &(later_at, _, later_wait)) in admitted.iter().enumerate().skip(i + 1) {
+                slots += u128::from(admitted[j - 1].1);
+                let (first, later) = (at + wait, later_at + later_wait);
+                if later < first || u128::from(later - first + 1) * amount <= slots * period {
+                    return Err(format!("request {j} departs at {later}, too soon after request {i} at {first}"));
+                }
+            }
+        }
+        Ok(())
     }
 }
