@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::error::{Result, invalid};
+
 /// The answer to one check: allowed or not, and the numbers a client needs
 /// (for `Retry-After` and `RateLimit` headers).
 ///
@@ -19,6 +21,51 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// An admitted request, for a backend or a wrapper of your own (a cache,
+    /// a test double): `remaining` of `limit` are left after it, the
+    /// allowance is full again after `reset_after`, and the request should
+    /// be held for `wait` before it is passed on (zero but for traffic
+    /// shaping, as the leaky bucket does).
+    ///
+    /// Durations are kept in whole microseconds, rounded up.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tollgate::Decision;
+    ///
+    /// let decision = Decision::allow(10, 9, Duration::from_secs(6), Duration::ZERO)?;
+    /// assert!(decision.is_allowed());
+    /// assert_eq!(decision.remaining(), 9);
+    /// # Ok::<(), tollgate::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero
+    /// `limit` or a `remaining` above it.
+    pub fn allow(limit: u64, remaining: u64, reset_after: Duration, wait: Duration) -> Result<Self> {
+        check_counts(limit, remaining)?;
+        Ok(Self::allowed(limit, remaining, micros_up(reset_after), micros_up(wait)))
+    }
+
+    /// A denied request, for a backend or a wrapper of your own: `remaining`
+    /// of `limit` are left (fewer than the request asked for), the same
+    /// request would pass after `retry_after`, and the allowance is full
+    /// again after `reset_after`.
+    ///
+    /// Durations are kept in whole microseconds, rounded up; a zero
+    /// `retry_after` becomes one microsecond, since a client told to retry
+    /// after nothing would spin.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero
+    /// `limit` or a `remaining` above it.
+    pub fn deny(limit: u64, remaining: u64, retry_after: Duration, reset_after: Duration) -> Result<Self> {
+        check_counts(limit, remaining)?;
+        Ok(Self::denied(limit, remaining, micros_up(retry_after), micros_up(reset_after)))
+    }
+
     pub(crate) const fn allowed(limit: u64, remaining: u64, reset_after_us: u64, wait_us: u64) -> Self {
         Self { allowed: true, limit, remaining, retry_after_us: 0, reset_after_us, wait_us }
     }
@@ -68,6 +115,22 @@ impl Decision {
     }
 }
 
+fn check_counts(limit: u64, remaining: u64) -> Result<()> {
+    if limit == 0 {
+        return Err(invalid("a decision's limit must be at least 1"));
+    }
+    if remaining > limit {
+        return Err(invalid(format!("a decision's remaining ({remaining}) cannot exceed its limit ({limit})")));
+    }
+    Ok(())
+}
+
+/// Whole microseconds, rounded up (and at most `u64::MAX`).
+fn micros_up(duration: Duration) -> u64 {
+    let micros = duration.as_nanos().div_ceil(1_000);
+    u64::try_from(micros).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +139,20 @@ mod tests {
     fn a_denial_never_says_retry_after_zero() {
         let decision = Decision::denied(10, 0, 0, 0);
         assert_eq!(decision.retry_after(), Some(Duration::from_micros(1)));
+    }
+
+    #[test]
+    fn the_public_constructors_check_their_counts_and_round_durations_up() {
+        let allowed = Decision::allow(10, 10, Duration::from_nanos(1), Duration::from_nanos(1_001)).unwrap();
+        assert_eq!((allowed.reset_after(), allowed.wait()), (Duration::from_micros(1), Duration::from_micros(2)));
+        let denied = Decision::deny(10, 0, Duration::ZERO, Duration::from_secs(1)).unwrap();
+        assert_eq!(denied.retry_after(), Some(Duration::from_micros(1)));
+        assert!(Decision::allow(10, 11, Duration::ZERO, Duration::ZERO).is_err());
+        assert!(Decision::deny(0, 0, Duration::ZERO, Duration::ZERO).is_err());
+        assert_eq!(
+            Decision::deny(1, 0, Duration::MAX, Duration::ZERO).unwrap().retry_after(),
+            Some(Duration::from_micros(u64::MAX))
+        );
     }
 
     #[test]

@@ -51,18 +51,23 @@ mod memory;
 #[cfg(feature = "tower")]
 pub mod middleware;
 mod rate;
+// The backend's folder and module are `redis`, like the crate it drives:
+// inside this crate, `::redis` is that crate and `self::redis` this module.
 #[cfg(feature = "redis")]
-#[path = "redis/mod.rs"]
-mod redis_backend;
+mod redis;
 
+#[cfg(feature = "cluster")]
+pub use self::redis::ClusterConnection;
+#[cfg(feature = "redis")]
+pub use self::redis::{FailurePolicy, Redis, RedisBuilder};
 pub use algorithm::{Algorithm, FixedWindow, LeakyBucket, Limit, SlidingLog, TokenBucket};
+/// The attribute macro that implementing [`RateLimiter`] takes, re-exported
+/// so that a backend of your own needs no dependency on `async-trait`:
+/// `#[tollgate::async_trait] impl RateLimiter for MyBackend { .. }`.
+pub use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use decision::Decision;
 pub use error::{Error, Result};
 pub use limiter::RateLimiter;
 pub use memory::InMemory;
 pub use rate::Rate;
-#[cfg(feature = "cluster")]
-pub use redis_backend::ClusterConnection;
-#[cfg(feature = "redis")]
-pub use redis_backend::{FailurePolicy, Redis, RedisBuilder};

@@ -28,6 +28,39 @@ use crate::{Decision, Result};
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 /// # }
 /// ```
+///
+/// ## Implementing it
+///
+/// A backend of your own, or a wrapper that answers without a limiter (a
+/// cache, a test double), needs only tollgate: the attribute macro is
+/// re-exported as [`tollgate::async_trait`](crate::async_trait), and
+/// [`Decision::allow`] and [`Decision::deny`] build the answers.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::{Decision, RateLimiter};
+///
+/// /// Denies everything, as a test double for "the quota is spent".
+/// #[derive(Debug)]
+/// struct AlwaysLimited;
+///
+/// #[tollgate::async_trait]
+/// impl RateLimiter for AlwaysLimited {
+///     async fn check_n(&self, _key: &str, _cost: u64) -> tollgate::Result<Decision> {
+///         Decision::deny(10, 0, Duration::from_secs(60), Duration::from_secs(60))
+///     }
+///
+///     async fn reset(&self, _key: &str) -> tollgate::Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let decision = AlwaysLimited.check("anyone").await?;
+/// assert_eq!(decision.retry_after(), Some(Duration::from_secs(60)));
+/// # Ok::<(), tollgate::Error>(())
+/// # }).unwrap();
+/// ```
 #[async_trait]
 pub trait RateLimiter: fmt::Debug + Send + Sync {
     /// Asks to admit one request for `key`. Same as `check_n(key, 1)`.
