@@ -9,9 +9,22 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+// The list of algorithms and their specs, shared with the tests.
+#[allow(dead_code, unused_imports, unused_macros, unreachable_pub)]
+#[path = "../../tests/support/algorithms.rs"]
+mod algorithms;
 mod memory;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../tests/support/models.rs"]
+mod models;
 #[cfg(feature = "redis")]
 mod redis_backend;
+#[cfg(feature = "redis")]
+mod redis_cost;
+#[cfg(feature = "redis")]
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
 
 /// Short runs by default: the benches share a small, busy machine, so a
 /// comparison is repeated rather than measured once for long. Command-line
@@ -28,6 +41,8 @@ fn config() -> Criterion {
 fn redis(c: &mut Criterion) {
     #[cfg(feature = "redis")]
     redis_backend::benches(c);
+    #[cfg(feature = "redis")]
+    redis_cost::benches(c);
     #[cfg(not(feature = "redis"))]
     let _ = c;
 }

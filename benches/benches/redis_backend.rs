@@ -21,11 +21,7 @@ use redis::aio::ConnectionManager;
 use tokio::runtime::Runtime;
 use tollgate::{Algorithm, FixedWindow, LeakyBucket, Rate, RateLimiter, Redis, SlidingLog, TokenBucket};
 
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../tests/support/redis_server.rs"]
-mod redis_server;
-
-use self::redis_server::RedisServer;
+use super::redis_server::RedisServer;
 
 /// Concurrent tasks, all sharing one limiter (or one connection).
 const TASKS: [usize; 3] = [1, 16, 64];

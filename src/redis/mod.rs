@@ -109,6 +109,25 @@ impl<A: Algorithm, C> Redis<A, C> {
     }
 }
 
+/// The script a limiter runs and the configuration it sends, for benches
+/// that call it directly. Not part of the stable API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct ScriptCall<'a> {
+    /// The script's source.
+    pub source: &'static str,
+    /// `ARGV[3..]`.
+    pub config: &'a [u64],
+}
+
+impl<A: Algorithm, C> Redis<A, C> {
+    /// The script this limiter runs and its configuration, for benches.
+    #[doc(hidden)]
+    pub fn script_call(&self) -> ScriptCall<'_> {
+        ScriptCall { source: self.inner.lua.source(), config: &self.inner.config }
+    }
+}
+
 impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C> {
     /// One script call, bounded by the timeout.
     async fn decide(&self, key: &str, cost: u64) -> Result<Decision> {

@@ -23,6 +23,10 @@ impl Lua {
     fn new(source: &'static str) -> Self {
         Self { script: redis::Script::new(source), source }
     }
+
+    pub(crate) fn source(&self) -> &'static str {
+        self.source
+    }
 }
 
 /// The source of a script made of `lua/prelude.lua`, then `$file`s, then
