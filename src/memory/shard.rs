@@ -1,8 +1,20 @@
 //! One shard of the in-memory store: a locked hash table that sweeps itself.
+//!
+//! The table is a bucketed cuckoo hash table. A key may live in either of two
+//! buckets of four slots, both named by its hash, so a lookup reads at most
+//! two buckets and nothing else: a slot holds the key itself (up to 15 bytes)
+//! beside its state, and there are no control bytes elsewhere to read first.
+//! A longer key lives in the shard's byte arena and its slot holds where, and
+//! 56 bits of its hash to compare before the bytes.
+//!
+//! Two choices of four slots stay cheap to insert into up to 97% full, so the
+//! table can run between 75% and 90% full and grow a fifth at a time, where a
+//! power-of-two table runs between 44% and 88%: the memory a key costs is its
+//! slot divided by how full the table is.
 
+use std::fmt;
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
 use parking_lot::Mutex;
 
 use crate::Decision;
@@ -12,26 +24,39 @@ use crate::algorithm::{Algorithm, sealed::Step};
 /// keys does not sweep on every call.
 pub(super) const MIN_OPERATIONS_BETWEEN_SWEEPS: usize = 1024;
 
+/// Slots per bucket: with two buckets per key, four slots each let a table
+/// fill to about 97% before inserting needs more than a few moves.
+const SLOTS: usize = 4;
+
+/// An insert that would fill more of the slots than this grows the table.
+const MOST_FULL: Share = Share(9, 10);
+
+/// How full a table is rebuilt: growing from [`MOST_FULL`] adds a fifth.
+const FULL_AFTER_REBUILD: Share = Share(3, 4);
+
+/// The fewest buckets a table that holds anything has, so that a small table
+/// does not rebuild on every few inserts.
+const FEWEST_BUCKETS: usize = 8;
+
+/// How many keys an insert may move to make room before the table grows.
+const MOST_MOVES: usize = 64;
+
+/// A share `numerator / denominator`.
+#[derive(Debug, Clone, Copy)]
+struct Share(usize, usize);
+
+/// The hash a key is stored under; also picks its shard.
+#[inline]
+pub(super) fn hash_key(hasher: &foldhash::fast::RandomState, key: &[u8]) -> u64 {
+    hasher.hash_one(key)
+}
+
 /// A lock around a table of keys. Aligned to 128 bytes so that two shards
 /// never share a cache line (or the pair the prefetcher fetches together).
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(super) struct Shard<S> {
     table: Mutex<Table<S>>,
-}
-
-#[derive(Debug)]
-struct Table<S> {
-    entries: HashTable<Entry<S>>,
-    // Counts down to the next sweep; reset to the table's size by each sweep,
-    // so sweeping costs O(1) per operation amortized.
-    operations_until_sweep: usize,
-}
-
-impl<S> Default for Table<S> {
-    fn default() -> Self {
-        Self { entries: HashTable::new(), operations_until_sweep: MIN_OPERATIONS_BETWEEN_SWEEPS }
-    }
 }
 
 /// Whether a decision also swept its shard.
@@ -41,32 +66,42 @@ pub(super) enum Swept {
     No,
 }
 
-#[derive(Debug)]
-struct Entry<S> {
-    key: Box<str>,
-    state: S,
+/// Why a shard is swept, which says how much memory the sweep gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Occasion {
+    /// The shard's own sweep, due after as many operations as it held keys.
+    /// It shrinks the table only when it is far larger than both the keys
+    /// left and the keys created since the last such sweep, so that it does
+    /// not shrink a table that traffic will fill again before the next.
+    Due,
+    /// On behalf of another shard's sweep, so that shards nobody uses any
+    /// more are reclaimed too: it shrinks a table nobody has used since its
+    /// last sweep, and only removes the keys of any other.
+    Neighbour,
+    /// An explicit cleanup: down to what the keys left need.
+    Cleanup,
 }
 
 impl<S> Shard<S> {
     pub(super) fn len(&self) -> usize {
-        self.table.lock().entries.len()
+        self.table.lock().len
     }
 
-    /// How many entries the table has room for: what it holds in memory.
+    /// How many keys the table has room for: what it holds in memory.
     #[cfg(test)]
     pub(super) fn capacity(&self) -> usize {
-        self.table.lock().entries.capacity()
-    }
-
-    pub(super) fn remove(&self, hash: u64, key: &str) {
-        let mut table = self.table.lock();
-        if let Ok(entry) = table.entries.find_entry(hash, |entry| &*entry.key == key) {
-            entry.remove();
-        }
+        self.table.lock().slots()
     }
 }
 
 impl<S: Default> Shard<S> {
+    pub(super) fn remove(&self, hash: u64, key: &str) {
+        let mut table = self.table.lock();
+        if let Some(at) = table.find(hash, key.as_bytes()) {
+            table.clear(at);
+        }
+    }
+
     #[inline]
     pub(super) fn decide<A>(
         &self,
@@ -80,48 +115,486 @@ impl<S: Default> Shard<S> {
     where
         A: Algorithm + Step<State = S>,
     {
+        let key = key.as_bytes();
         let mut table = self.table.lock();
         table.operations_until_sweep -= 1;
         let swept = if table.operations_until_sweep == 0 {
-            table.sweep(algorithm, hasher, now_us);
+            table.sweep(algorithm, hasher, now_us, Occasion::Due);
             Swept::Yes
         } else {
             Swept::No
         };
-        if let Some(entry) = table.entries.find_mut(hash, |entry| &*entry.key == key) {
-            return (algorithm.step(&mut entry.state, now_us, cost), swept);
+        if let Some(at) = table.find(hash, key) {
+            return (algorithm.step(table.state_mut(at), now_us, cost), swept);
         }
         let mut state = S::default();
         let decision = algorithm.step(&mut state, now_us, cost);
         if decision.is_allowed() && cost > 0 {
-            let entry = Entry { key: key.into(), state };
-            table.entries.insert_unique(hash, entry, |entry| hasher.hash_one(&*entry.key));
+            table.insert(hasher, hash, key, state);
         }
         (decision, swept)
     }
 
-    pub(super) fn sweep<A>(&self, algorithm: &A, hasher: &foldhash::fast::RandomState, now_us: u64) -> usize
+    pub(super) fn sweep<A>(
+        &self,
+        algorithm: &A,
+        hasher: &foldhash::fast::RandomState,
+        now_us: u64,
+        occasion: Occasion,
+    ) -> usize
     where
         A: Algorithm + Step<State = S>,
     {
-        self.table.lock().sweep(algorithm, hasher, now_us)
+        self.table.lock().sweep(algorithm, hasher, now_us, occasion)
     }
 }
 
+/// A key as its slot holds it: two words, compared as one.
+///
+/// The top byte of the second word says what the rest is: a key of up to 15
+/// bytes held inline (the byte is its length, the key fills the bytes before
+/// it, zero-padded), a longer key held in the arena (the first word is its
+/// offset there, the second the top 56 bits of its hash), or no key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StoredKey([u64; 2]);
+
+/// The longest key held inline: 15 bytes and its length fill the two words.
+const LONGEST_INLINE: usize = 15;
+const TAG_LONG: u8 = 0x80;
+const TAG_EMPTY: u8 = 0xff;
+
+impl StoredKey {
+    const EMPTY: Self = Self([0, (TAG_EMPTY as u64) << 56]);
+
+    #[inline]
+    fn tag(self) -> u8 {
+        (self.0[1] >> 56) as u8
+    }
+
+    fn is_empty(self) -> bool {
+        self.tag() == TAG_EMPTY
+    }
+
+    /// A key of at most [`LONGEST_INLINE`] bytes, held inline.
+    #[inline]
+    fn inline(key: &[u8]) -> Self {
+        let mut bytes = [0; 16];
+        bytes[..key.len()].copy_from_slice(key);
+        bytes[15] = key.len() as u8;
+        let (low, high) = bytes.split_at(8);
+        Self([u64::from_le_bytes(low.try_into().unwrap()), u64::from_le_bytes(high.try_into().unwrap())])
+    }
+
+    /// The second word of a long key with this hash: what a lookup compares
+    /// before reading the arena.
+    #[inline]
+    fn long_tag_word(hash: u64) -> u64 {
+        (hash >> 8) | (u64::from(TAG_LONG) << 56)
+    }
+
+    /// The bytes of an inline key.
+    fn inline_bytes(self) -> ([u8; 16], usize) {
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.0[0].to_le_bytes());
+        bytes[8..].copy_from_slice(&self.0[1].to_le_bytes());
+        (bytes, usize::from(self.tag()))
+    }
+}
+
+#[derive(Debug)]
+struct Slot<S> {
+    key: StoredKey,
+    state: S,
+}
+
+impl<S: Default> Slot<S> {
+    fn empty() -> Self {
+        Self { key: StoredKey::EMPTY, state: S::default() }
+    }
+}
+
+/// Aligned to a cache line, so that a bucket of 16-byte states is two whole
+/// lines and a lookup reads at most four.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Bucket<S> {
+    slots: [Slot<S>; SLOTS],
+}
+
+impl<S: Default> Bucket<S> {
+    fn empty() -> Self {
+        Self { slots: std::array::from_fn(|_| Slot::empty()) }
+    }
+}
+
+impl<S> Bucket<S> {
+    #[inline]
+    fn vacancy(&self) -> Option<usize> {
+        self.slots.iter().position(|slot| slot.key.is_empty())
+    }
+}
+
+/// Keys longer than [`LONGEST_INLINE`], each stored as its length (8 bytes)
+/// and its bytes, one after another, so that remembering one allocates
+/// nothing most of the time. Forgotten keys stay until a sweep compacts.
+#[derive(Debug, Default)]
+struct Arena {
+    bytes: Vec<u8>,
+    /// Bytes of forgotten keys.
+    dead: usize,
+}
+
+const LENGTH_BYTES: usize = 8;
+
+impl Arena {
+    fn push(&mut self, key: &[u8]) -> u64 {
+        let offset = self.bytes.len();
+        self.bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
+        self.bytes.extend_from_slice(key);
+        offset as u64
+    }
+
+    #[inline]
+    fn get(&self, offset: u64) -> &[u8] {
+        let start = offset as usize + LENGTH_BYTES;
+        let length = u64::from_le_bytes(self.bytes[start - LENGTH_BYTES..start].try_into().unwrap());
+        &self.bytes[start..start + length as usize]
+    }
+
+    fn forget(&mut self, offset: u64) {
+        self.dead += LENGTH_BYTES + self.get(offset).len();
+    }
+
+    fn live(&self) -> usize {
+        self.bytes.len() - self.dead
+    }
+}
+
+/// Where a key is: bucket and slot.
+#[derive(Debug, Clone, Copy)]
+struct At(usize, usize);
+
+struct Table<S> {
+    buckets: Vec<Bucket<S>>,
+    len: usize,
+    arena: Arena,
+    // Counts down to the next sweep; reset to the table's size by each sweep,
+    // so sweeping costs O(1) per operation amortized.
+    operations_until_sweep: usize,
+    /// `operations_until_sweep` right after the last sweep of any kind: while
+    /// it has not moved, nobody has used the shard since.
+    operations_at_last_sweep: usize,
+    /// Keys created since the last sweep that was [`Occasion::Due`].
+    inserted_since_sweep: usize,
+    /// Picks which key an insert moves (xorshift; never zero).
+    random: u64,
+}
+
+impl<S> Default for Table<S> {
+    fn default() -> Self {
+        Self {
+            buckets: Vec::new(),
+            len: 0,
+            arena: Arena::default(),
+            operations_until_sweep: MIN_OPERATIONS_BETWEEN_SWEEPS,
+            operations_at_last_sweep: MIN_OPERATIONS_BETWEEN_SWEEPS,
+            inserted_since_sweep: 0,
+            random: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+}
+
+// Not derived: the slots of a large table are not worth printing.
+impl<S> fmt::Debug for Table<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table")
+            .field("len", &self.len)
+            .field("slots", &self.slots())
+            .field("arena_bytes", &self.arena.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The two buckets of a hash among `buckets`: each a multiply and a shift
+/// (Lemire's reduction), so that any number of buckets works. The first
+/// takes the hash's top bits; the second the top bits of the hash times an
+/// odd constant, which depend on all of its bits.
+#[inline]
+fn bucket_pair(hash: u64, buckets: usize) -> [usize; 2] {
+    let scale = |bits: u64| ((u128::from(bits) * buckets as u128) >> 64) as usize;
+    [scale(hash), scale(hash.wrapping_mul(0x9e37_79b9_7f4a_7c15))]
+}
+
+/// Buckets for `keys` at [`FULL_AFTER_REBUILD`]; none for no key.
+fn buckets_for(keys: usize) -> usize {
+    if keys == 0 {
+        return 0;
+    }
+    let Share(numerator, denominator) = FULL_AFTER_REBUILD;
+    (keys * denominator).div_ceil(numerator * SLOTS).max(FEWEST_BUCKETS)
+}
+
 impl<S> Table<S> {
-    /// Forgets the keys that read as new at `now_us`, and shrinks the table
-    /// when most of it is empty, so memory comes back after a spike.
-    fn sweep<A>(&mut self, algorithm: &A, hasher: &foldhash::fast::RandomState, now_us: u64) -> usize
+    fn slots(&self) -> usize {
+        self.buckets.len() * SLOTS
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, key: &[u8]) -> Option<At> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let pair = bucket_pair(hash, self.buckets.len());
+        if key.len() <= LONGEST_INLINE {
+            let wanted = StoredKey::inline(key);
+            self.find_in(pair, |stored| stored == wanted)
+        } else {
+            let tag_word = StoredKey::long_tag_word(hash);
+            self.find_in(pair, |stored| stored.0[1] == tag_word && self.arena.get(stored.0[0]) == key)
+        }
+    }
+
+    #[inline]
+    fn find_in(&self, pair: [usize; 2], mut is_key: impl FnMut(StoredKey) -> bool) -> Option<At> {
+        for bucket in pair {
+            for (slot, stored) in self.buckets[bucket].slots.iter().enumerate() {
+                if is_key(stored.key) {
+                    return Some(At(bucket, slot));
+                }
+            }
+        }
+        None
+    }
+
+    #[inline]
+    fn state_mut(&mut self, At(bucket, slot): At) -> &mut S {
+        &mut self.buckets[bucket].slots[slot].state
+    }
+
+    fn hash_of(&self, hasher: &foldhash::fast::RandomState, key: StoredKey) -> u64 {
+        if key.tag() == TAG_LONG {
+            hash_key(hasher, self.arena.get(key.0[0]))
+        } else {
+            let (bytes, len) = key.inline_bytes();
+            hash_key(hasher, &bytes[..len])
+        }
+    }
+
+    fn next_random(&mut self) -> usize {
+        self.random ^= self.random << 13;
+        self.random ^= self.random >> 7;
+        self.random ^= self.random << 17;
+        self.random as usize
+    }
+}
+
+impl<S: Default> Table<S> {
+    /// Remembers a key that [`find`](Self::find) did not find.
+    fn insert(&mut self, hasher: &foldhash::fast::RandomState, hash: u64, key: &[u8], state: S) {
+        let Share(numerator, denominator) = MOST_FULL;
+        if (self.len + 1) * denominator > self.slots() * numerator {
+            self.rebuild(hasher, self.grown_buckets(), Vec::new());
+        }
+        let key = if key.len() <= LONGEST_INLINE {
+            StoredKey::inline(key)
+        } else {
+            StoredKey([self.arena.push(key), StoredKey::long_tag_word(hash)])
+        };
+        self.len += 1;
+        self.inserted_since_sweep += 1;
+        if let Err(homeless) = self.place(hasher, hash, Slot { key, state }) {
+            self.rebuild(hasher, self.grown_buckets(), vec![homeless]);
+        }
+    }
+
+    /// At least a fifth more buckets than now, and enough for one more key.
+    fn grown_buckets(&self) -> usize {
+        let buckets = self.buckets.len();
+        buckets_for(self.len + 1).max(buckets + buckets / 5 + 1)
+    }
+
+    /// Puts `slot` in one of its buckets, moving other keys to their other
+    /// bucket to make room; or gives back the key left without a place.
+    fn place(&mut self, hasher: &foldhash::fast::RandomState, hash: u64, slot: Slot<S>) -> Result<(), Slot<S>> {
+        let buckets = self.buckets.len();
+        let pair = bucket_pair(hash, buckets);
+        for bucket in pair {
+            if let Some(vacancy) = self.buckets[bucket].vacancy() {
+                self.buckets[bucket].slots[vacancy] = slot;
+                return Ok(());
+            }
+        }
+        // Both full: a random walk, each step moving one key of the current
+        // bucket to its other bucket.
+        let mut homeless = slot;
+        let mut bucket = pair[self.next_random() & 1];
+        for _ in 0..MOST_MOVES {
+            let victim = self.next_random() % SLOTS;
+            std::mem::swap(&mut homeless, &mut self.buckets[bucket].slots[victim]);
+            let [first, second] = bucket_pair(self.hash_of(hasher, homeless.key), buckets);
+            bucket = if first == bucket { second } else { first };
+            if let Some(vacancy) = self.buckets[bucket].vacancy() {
+                self.buckets[bucket].slots[vacancy] = homeless;
+                return Ok(());
+            }
+        }
+        Err(homeless)
+    }
+
+    /// Moves every key, and `homeless`, into a table of `buckets` buckets,
+    /// larger if they do not all fit.
+    fn rebuild(&mut self, hasher: &foldhash::fast::RandomState, mut buckets: usize, mut homeless: Vec<Slot<S>>) {
+        loop {
+            let old = std::mem::replace(&mut self.buckets, (0..buckets).map(|_| Bucket::empty()).collect());
+            let keys = old.into_iter().flat_map(|bucket| bucket.slots).filter(|slot| !slot.key.is_empty());
+            let mut left_over = Vec::new();
+            for slot in keys.chain(std::mem::take(&mut homeless)) {
+                let hash = self.hash_of(hasher, slot.key);
+                if let Err(slot) = self.place(hasher, hash, slot) {
+                    left_over.push(slot);
+                }
+            }
+            if left_over.is_empty() {
+                return;
+            }
+            homeless = left_over;
+            buckets = self.grown_buckets();
+        }
+    }
+
+    fn clear(&mut self, At(bucket, slot): At) {
+        let slot = std::mem::replace(&mut self.buckets[bucket].slots[slot], Slot::empty());
+        if slot.key.tag() == TAG_LONG {
+            self.arena.forget(slot.key.0[0]);
+        }
+        self.len -= 1;
+    }
+
+    /// Forgets the keys that read as new at `now_us`, and gives memory back
+    /// as the `occasion` allows; returns how many keys it forgot.
+    fn sweep<A>(
+        &mut self,
+        algorithm: &A,
+        hasher: &foldhash::fast::RandomState,
+        now_us: u64,
+        occasion: Occasion,
+    ) -> usize
     where
         A: Algorithm + Step<State = S>,
     {
-        let before = self.entries.len();
-        self.entries.retain(|entry| algorithm.expires_at(&entry.state) > now_us);
-        let after = self.entries.len();
-        if self.entries.capacity() > 4 * after.max(16) {
-            self.entries.shrink_to(2 * after, |entry| hasher.hash_one(&*entry.key));
+        let before = self.len;
+        let Self { buckets, arena, len, .. } = self;
+        for slot in buckets.iter_mut().flat_map(|bucket| &mut bucket.slots) {
+            if !slot.key.is_empty() && algorithm.expires_at(&slot.state) <= now_us {
+                if slot.key.tag() == TAG_LONG {
+                    arena.forget(slot.key.0[0]);
+                }
+                *slot = Slot::empty();
+                *len -= 1;
+            }
         }
-        self.operations_until_sweep = after.max(MIN_OPERATIONS_BETWEEN_SWEEPS);
-        before - after
+        let untouched = self.operations_until_sweep == self.operations_at_last_sweep;
+        // Rebuilt for `keep` keys when the table is over `slack` times larger.
+        let shrink = match occasion {
+            Occasion::Due => Some((self.len.max(self.inserted_since_sweep), 4)),
+            Occasion::Neighbour if !untouched => None,
+            Occasion::Neighbour | Occasion::Cleanup => Some((self.len, 2)),
+        };
+        if let Some((keep, slack)) = shrink
+            && self.buckets.len() > slack * buckets_for(keep)
+        {
+            self.rebuild(hasher, buckets_for(keep), Vec::new());
+        }
+        if self.arena.dead > self.arena.live() {
+            self.compact_arena();
+        }
+        if occasion == Occasion::Due {
+            self.inserted_since_sweep = 0;
+            self.operations_until_sweep = self.len.max(MIN_OPERATIONS_BETWEEN_SWEEPS);
+        }
+        self.operations_at_last_sweep = self.operations_until_sweep;
+        before - self.len
+    }
+
+    /// Copies the long keys still held into a new arena of just their size.
+    fn compact_arena(&mut self) {
+        let mut compacted = Arena { bytes: Vec::with_capacity(self.arena.live()), dead: 0 };
+        let Self { buckets, arena, .. } = self;
+        for slot in buckets.iter_mut().flat_map(|bucket| &mut bucket.slots) {
+            if slot.key.tag() == TAG_LONG {
+                slot.key.0[0] = compacted.push(arena.get(slot.key.0[0]));
+            }
+        }
+        self.arena = compacted;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inline_key_keeps_its_bytes_and_length_so_a_shorter_or_padded_key_differs() {
+        for key in [&b""[..], b"\0", b"a", b"a\0", b"user:000042", b"fifteen bytes!!"] {
+            let stored = StoredKey::inline(key);
+            let (bytes, len) = stored.inline_bytes();
+            assert_eq!(&bytes[..len], key);
+            assert!(!stored.is_empty());
+            assert_ne!(stored.tag(), TAG_LONG);
+        }
+        assert_ne!(StoredKey::inline(b""), StoredKey::inline(b"\0"));
+        assert_ne!(StoredKey::inline(b"a"), StoredKey::inline(b"a\0"));
+    }
+
+    #[test]
+    fn a_long_key_reads_back_from_the_arena_after_compaction() {
+        let mut arena = Arena::default();
+        let first = arena.push(&[1; 16]);
+        let second = arena.push(&[2; 10_000]);
+        assert_eq!(arena.get(first), &[1; 16]);
+        assert_eq!(arena.get(second), &[2; 10_000][..]);
+        arena.forget(first);
+        assert_eq!(arena.live(), LENGTH_BYTES + 10_000);
+    }
+
+    #[test]
+    fn keys_with_the_same_hash_are_still_different_keys() {
+        let hasher = foldhash::fast::RandomState::default();
+        let long = "l".repeat(100);
+        for (first, second) in [("a", "b"), ("a", "a\0"), (long.as_str(), &*format!("{long}!")), ("", "\0")] {
+            let mut table = Table::<u64>::default();
+            let hash = 42;
+            table.insert(&hasher, hash, first.as_bytes(), 1);
+            assert!(table.find(hash, second.as_bytes()).is_none(), "{second:?} found as {first:?}");
+            table.insert(&hasher, hash, second.as_bytes(), 2);
+            for (key, state) in [(first, 1), (second, 2)] {
+                let at = table.find(hash, key.as_bytes()).unwrap();
+                assert_eq!(*table.state_mut(at), state);
+            }
+        }
+    }
+
+    #[test]
+    fn rebuilt_tables_run_between_three_quarters_and_nine_tenths_full() {
+        let mut table = Table::<u64>::default();
+        let hasher = foldhash::fast::RandomState::default();
+        let mut loads = Vec::new();
+        for n in 0..20_000_u32 {
+            let key = n.to_string();
+            let hash = hash_key(&hasher, key.as_bytes());
+            assert!(table.find(hash, key.as_bytes()).is_none());
+            table.insert(&hasher, hash, key.as_bytes(), u64::from(n));
+            if n >= 1_000 {
+                loads.push(table.len as f64 / table.slots() as f64);
+            }
+        }
+        for n in 0..20_000_u32 {
+            let key = n.to_string();
+            let at = table.find(hash_key(&hasher, key.as_bytes()), key.as_bytes()).expect("every key is found");
+            assert_eq!(*table.state_mut(at), u64::from(n));
+        }
+        let (least, most) =
+            loads.iter().fold((1.0_f64, 0.0_f64), |(least, most), &load| (least.min(load), most.max(load)));
+        assert!(least >= 0.74 && most <= 0.9, "loads from {least} to {most}");
     }
 }
