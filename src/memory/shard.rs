@@ -10,7 +10,9 @@
 //! Two choices of four slots stay cheap to insert into up to 97% full, so the
 //! table can run between 75% and 90% full and grow a fifth at a time, where a
 //! power-of-two table runs between 44% and 88%: the memory a key costs is its
-//! slot divided by how full the table is.
+//! slot divided by how full the table is. A key that finds no place (keys
+//! sharing a whole hash, or very bad luck) goes to a small stash searched
+//! after the buckets, so the table never grows for want of a place.
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -47,7 +49,7 @@ struct Share(usize, usize);
 
 /// The hash a key is stored under; also picks its shard.
 #[inline]
-pub(super) fn hash_key(hasher: &foldhash::fast::RandomState, key: &[u8]) -> u64 {
+pub(super) fn hash_key(hasher: &impl BuildHasher, key: &[u8]) -> u64 {
     hasher.hash_one(key)
 }
 
@@ -106,7 +108,7 @@ impl<S: Default> Shard<S> {
     pub(super) fn decide<A>(
         &self,
         algorithm: &A,
-        hasher: &foldhash::fast::RandomState,
+        hasher: &impl BuildHasher,
         hash: u64,
         key: &str,
         now_us: u64,
@@ -135,13 +137,7 @@ impl<S: Default> Shard<S> {
         (decision, swept)
     }
 
-    pub(super) fn sweep<A>(
-        &self,
-        algorithm: &A,
-        hasher: &foldhash::fast::RandomState,
-        now_us: u64,
-        occasion: Occasion,
-    ) -> usize
+    pub(super) fn sweep<A>(&self, algorithm: &A, hasher: &impl BuildHasher, now_us: u64, occasion: Occasion) -> usize
     where
         A: Algorithm + Step<State = S>,
     {
@@ -176,13 +172,31 @@ impl StoredKey {
     }
 
     /// A key of at most [`LONGEST_INLINE`] bytes, held inline.
+    ///
+    /// Built from loads of the key, overlapping where it is short, rather
+    /// than by copying it into a zeroed buffer and reading that back: the
+    /// words read back would span several stores, which the CPU cannot
+    /// forward, and that stall was a sixth of a check on a hot key.
     #[inline]
     fn inline(key: &[u8]) -> Self {
-        let mut bytes = [0; 16];
-        bytes[..key.len()].copy_from_slice(key);
-        bytes[15] = key.len() as u8;
-        let (low, high) = bytes.split_at(8);
-        Self([u64::from_le_bytes(low.try_into().unwrap()), u64::from_le_bytes(high.try_into().unwrap())])
+        let len = key.len();
+        let (low, high) = if len >= 8 {
+            let first = u64::from_le_bytes(key[..8].try_into().unwrap());
+            // The last eight bytes, shifted down past those `first` holds.
+            let last = u64::from_le_bytes(key[len - 8..].try_into().unwrap());
+            (first, last.checked_shr(8 * (16 - len) as u32).unwrap_or(0))
+        } else if len >= 4 {
+            let first = u32::from_le_bytes(key[..4].try_into().unwrap());
+            let last = u32::from_le_bytes(key[len - 4..].try_into().unwrap());
+            (u64::from(first) | u64::from(last) << (8 * (len - 4)), 0)
+        } else if len > 0 {
+            // The first, middle and last bytes: all of them, some twice.
+            let byte = |at: usize| u64::from(key[at]) << (8 * at);
+            (byte(0) | byte(len / 2) | byte(len - 1), 0)
+        } else {
+            (0, 0)
+        };
+        Self([low, high | (len as u64) << 56])
     }
 
     /// The second word of a long key with this hash: what a lookup compares
@@ -270,12 +284,22 @@ impl Arena {
     }
 }
 
-/// Where a key is: bucket and slot.
+/// Where a key is.
 #[derive(Debug, Clone, Copy)]
-struct At(usize, usize);
+enum At {
+    /// In a bucket's slot.
+    Slot(usize, usize),
+    /// In the stash, at this index.
+    Stash(usize),
+}
 
 struct Table<S> {
     buckets: Vec<Bucket<S>>,
+    /// The keys that found no place in their two buckets: almost always
+    /// none, since the table grows long before it is full. Keys that share
+    /// a whole hash beyond what two buckets hold end up here, so that they
+    /// cost a longer search, as in any hash table, and never a larger table.
+    stash: Vec<Slot<S>>,
     len: usize,
     arena: Arena,
     // Counts down to the next sweep; reset to the table's size by each sweep,
@@ -294,6 +318,7 @@ impl<S> Default for Table<S> {
     fn default() -> Self {
         Self {
             buckets: Vec::new(),
+            stash: Vec::new(),
             len: 0,
             arena: Arena::default(),
             operations_until_sweep: MIN_OPERATIONS_BETWEEN_SWEEPS,
@@ -310,6 +335,7 @@ impl<S> fmt::Debug for Table<S> {
         f.debug_struct("Table")
             .field("len", &self.len)
             .field("slots", &self.slots())
+            .field("stashed", &self.stash.len())
             .field("arena_bytes", &self.arena.bytes.len())
             .finish_non_exhaustive()
     }
@@ -341,37 +367,41 @@ impl<S> Table<S> {
 
     #[inline]
     fn find(&self, hash: u64, key: &[u8]) -> Option<At> {
-        if self.buckets.is_empty() {
-            return None;
-        }
-        let pair = bucket_pair(hash, self.buckets.len());
         if key.len() <= LONGEST_INLINE {
             let wanted = StoredKey::inline(key);
-            self.find_in(pair, |stored| stored == wanted)
+            self.find_by(hash, |stored| stored == wanted)
         } else {
             let tag_word = StoredKey::long_tag_word(hash);
-            self.find_in(pair, |stored| stored.0[1] == tag_word && self.arena.get(stored.0[0]) == key)
+            self.find_by(hash, |stored| stored.0[1] == tag_word && self.arena.get(stored.0[0]) == key)
         }
     }
 
     #[inline]
-    fn find_in(&self, pair: [usize; 2], mut is_key: impl FnMut(StoredKey) -> bool) -> Option<At> {
-        for bucket in pair {
-            for (slot, stored) in self.buckets[bucket].slots.iter().enumerate() {
-                if is_key(stored.key) {
-                    return Some(At(bucket, slot));
+    fn find_by(&self, hash: u64, is_key: impl Fn(StoredKey) -> bool) -> Option<At> {
+        if !self.buckets.is_empty() {
+            for bucket in bucket_pair(hash, self.buckets.len()) {
+                for (slot, stored) in self.buckets[bucket].slots.iter().enumerate() {
+                    if is_key(stored.key) {
+                        return Some(At::Slot(bucket, slot));
+                    }
                 }
             }
         }
-        None
+        if self.stash.is_empty() {
+            return None;
+        }
+        self.stash.iter().position(|stashed| is_key(stashed.key)).map(At::Stash)
     }
 
     #[inline]
-    fn state_mut(&mut self, At(bucket, slot): At) -> &mut S {
-        &mut self.buckets[bucket].slots[slot].state
+    fn state_mut(&mut self, at: At) -> &mut S {
+        match at {
+            At::Slot(bucket, slot) => &mut self.buckets[bucket].slots[slot].state,
+            At::Stash(index) => &mut self.stash[index].state,
+        }
     }
 
-    fn hash_of(&self, hasher: &foldhash::fast::RandomState, key: StoredKey) -> u64 {
+    fn hash_of(&self, hasher: &impl BuildHasher, key: StoredKey) -> u64 {
         if key.tag() == TAG_LONG {
             hash_key(hasher, self.arena.get(key.0[0]))
         } else {
@@ -388,12 +418,19 @@ impl<S> Table<S> {
     }
 }
 
+/// Every slot that holds a key, the stash's included.
+fn held<'a, S>(buckets: &'a mut [Bucket<S>], stash: &'a mut [Slot<S>]) -> impl Iterator<Item = &'a mut Slot<S>> {
+    let slots = buckets.iter_mut().flat_map(|bucket| &mut bucket.slots);
+    slots.chain(stash).filter(|slot| !slot.key.is_empty())
+}
+
 impl<S: Default> Table<S> {
     /// Remembers a key that [`find`](Self::find) did not find.
-    fn insert(&mut self, hasher: &foldhash::fast::RandomState, hash: u64, key: &[u8], state: S) {
+    fn insert(&mut self, hasher: &impl BuildHasher, hash: u64, key: &[u8], state: S) {
         let Share(numerator, denominator) = MOST_FULL;
         if (self.len + 1) * denominator > self.slots() * numerator {
-            self.rebuild(hasher, self.grown_buckets(), Vec::new());
+            let buckets = self.buckets.len();
+            self.rebuild(hasher, buckets_for(self.len + 1).max(buckets + buckets / 5 + 1));
         }
         let key = if key.len() <= LONGEST_INLINE {
             StoredKey::inline(key)
@@ -403,20 +440,17 @@ impl<S: Default> Table<S> {
         self.len += 1;
         self.inserted_since_sweep += 1;
         if let Err(homeless) = self.place(hasher, hash, Slot { key, state }) {
-            self.rebuild(hasher, self.grown_buckets(), vec![homeless]);
+            self.stash.push(homeless);
         }
-    }
-
-    /// At least a fifth more buckets than now, and enough for one more key.
-    fn grown_buckets(&self) -> usize {
-        let buckets = self.buckets.len();
-        buckets_for(self.len + 1).max(buckets + buckets / 5 + 1)
     }
 
     /// Puts `slot` in one of its buckets, moving other keys to their other
     /// bucket to make room; or gives back the key left without a place.
-    fn place(&mut self, hasher: &foldhash::fast::RandomState, hash: u64, slot: Slot<S>) -> Result<(), Slot<S>> {
+    fn place(&mut self, hasher: &impl BuildHasher, hash: u64, slot: Slot<S>) -> Result<(), Slot<S>> {
         let buckets = self.buckets.len();
+        if buckets == 0 {
+            return Err(slot);
+        }
         let pair = bucket_pair(hash, buckets);
         for bucket in pair {
             if let Some(vacancy) = self.buckets[bucket].vacancy() {
@@ -441,29 +475,25 @@ impl<S: Default> Table<S> {
         Err(homeless)
     }
 
-    /// Moves every key, and `homeless`, into a table of `buckets` buckets,
-    /// larger if they do not all fit.
-    fn rebuild(&mut self, hasher: &foldhash::fast::RandomState, mut buckets: usize, mut homeless: Vec<Slot<S>>) {
-        loop {
-            let old = std::mem::replace(&mut self.buckets, (0..buckets).map(|_| Bucket::empty()).collect());
-            let keys = old.into_iter().flat_map(|bucket| bucket.slots).filter(|slot| !slot.key.is_empty());
-            let mut left_over = Vec::new();
-            for slot in keys.chain(std::mem::take(&mut homeless)) {
-                let hash = self.hash_of(hasher, slot.key);
-                if let Err(slot) = self.place(hasher, hash, slot) {
-                    left_over.push(slot);
-                }
+    /// Moves every key into a table of `buckets` buckets (at least one per
+    /// four keys), stashing those that find no place.
+    fn rebuild(&mut self, hasher: &impl BuildHasher, buckets: usize) {
+        let old = std::mem::replace(&mut self.buckets, (0..buckets).map(|_| Bucket::empty()).collect());
+        let stashed = std::mem::take(&mut self.stash);
+        let keys = old.into_iter().flat_map(|bucket| bucket.slots).chain(stashed);
+        for slot in keys.filter(|slot| !slot.key.is_empty()) {
+            let hash = self.hash_of(hasher, slot.key);
+            if let Err(homeless) = self.place(hasher, hash, slot) {
+                self.stash.push(homeless);
             }
-            if left_over.is_empty() {
-                return;
-            }
-            homeless = left_over;
-            buckets = self.grown_buckets();
         }
     }
 
-    fn clear(&mut self, At(bucket, slot): At) {
-        let slot = std::mem::replace(&mut self.buckets[bucket].slots[slot], Slot::empty());
+    fn clear(&mut self, at: At) {
+        let slot = match at {
+            At::Slot(bucket, slot) => std::mem::replace(&mut self.buckets[bucket].slots[slot], Slot::empty()),
+            At::Stash(index) => self.stash.swap_remove(index),
+        };
         if slot.key.tag() == TAG_LONG {
             self.arena.forget(slot.key.0[0]);
         }
@@ -472,20 +502,14 @@ impl<S: Default> Table<S> {
 
     /// Forgets the keys that read as new at `now_us`, and gives memory back
     /// as the `occasion` allows; returns how many keys it forgot.
-    fn sweep<A>(
-        &mut self,
-        algorithm: &A,
-        hasher: &foldhash::fast::RandomState,
-        now_us: u64,
-        occasion: Occasion,
-    ) -> usize
+    fn sweep<A>(&mut self, algorithm: &A, hasher: &impl BuildHasher, now_us: u64, occasion: Occasion) -> usize
     where
         A: Algorithm + Step<State = S>,
     {
         let before = self.len;
-        let Self { buckets, arena, len, .. } = self;
-        for slot in buckets.iter_mut().flat_map(|bucket| &mut bucket.slots) {
-            if !slot.key.is_empty() && algorithm.expires_at(&slot.state) <= now_us {
+        let Self { buckets, stash, arena, len, .. } = self;
+        for slot in held(buckets, stash) {
+            if algorithm.expires_at(&slot.state) <= now_us {
                 if slot.key.tag() == TAG_LONG {
                     arena.forget(slot.key.0[0]);
                 }
@@ -493,6 +517,7 @@ impl<S: Default> Table<S> {
                 *len -= 1;
             }
         }
+        self.stash.retain(|slot| !slot.key.is_empty());
         let untouched = self.operations_until_sweep == self.operations_at_last_sweep;
         // Rebuilt for `keep` keys when the table is over `slack` times larger.
         let shrink = match occasion {
@@ -500,10 +525,19 @@ impl<S: Default> Table<S> {
             Occasion::Neighbour if !untouched => None,
             Occasion::Neighbour | Occasion::Cleanup => Some((self.len, 2)),
         };
-        if let Some((keep, slack)) = shrink
-            && self.buckets.len() > slack * buckets_for(keep)
-        {
-            self.rebuild(hasher, buckets_for(keep), Vec::new());
+        match shrink {
+            Some((keep, slack)) if self.buckets.len() > slack * buckets_for(keep) => {
+                self.rebuild(hasher, buckets_for(keep));
+            }
+            // Keys forgotten may have left room for the stashed ones.
+            _ => {
+                for slot in std::mem::take(&mut self.stash) {
+                    let hash = self.hash_of(hasher, slot.key);
+                    if let Err(homeless) = self.place(hasher, hash, slot) {
+                        self.stash.push(homeless);
+                    }
+                }
+            }
         }
         if self.arena.dead > self.arena.live() {
             self.compact_arena();
@@ -519,10 +553,9 @@ impl<S: Default> Table<S> {
     /// Copies the long keys still held into a new arena of just their size.
     fn compact_arena(&mut self) {
         let mut compacted = Arena { bytes: Vec::with_capacity(self.arena.live()), dead: 0 };
-        let Self { buckets, arena, .. } = self;
-        for slot in buckets.iter_mut().flat_map(|bucket| &mut bucket.slots) {
+        for slot in held(&mut self.buckets, &mut self.stash) {
             if slot.key.tag() == TAG_LONG {
-                slot.key.0[0] = compacted.push(arena.get(slot.key.0[0]));
+                slot.key.0[0] = compacted.push(self.arena.get(slot.key.0[0]));
             }
         }
         self.arena = compacted;
@@ -532,6 +565,7 @@ impl<S: Default> Table<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Rate, TokenBucket};
 
     #[test]
     fn an_inline_key_keeps_its_bytes_and_length_so_a_shorter_or_padded_key_differs() {
@@ -542,12 +576,25 @@ mod tests {
             assert!(!stored.is_empty());
             assert_ne!(stored.tag(), TAG_LONG);
         }
+        // Each length against the plain construction: the bytes, zero-padded,
+        // and the length in the last byte.
+        let source: Vec<u8> = (1..=15).collect();
+        for len in 0..=LONGEST_INLINE {
+            let mut bytes = [0; 16];
+            bytes[..len].copy_from_slice(&source[..len]);
+            bytes[15] = len as u8;
+            let words = [
+                u64::from_le_bytes(bytes[..8].try_into().unwrap()),
+                u64::from_le_bytes(bytes[8..].try_into().unwrap()),
+            ];
+            assert_eq!(StoredKey::inline(&source[..len]), StoredKey(words), "{len} bytes");
+        }
         assert_ne!(StoredKey::inline(b""), StoredKey::inline(b"\0"));
         assert_ne!(StoredKey::inline(b"a"), StoredKey::inline(b"a\0"));
     }
 
     #[test]
-    fn a_long_key_reads_back_from_the_arena_after_compaction() {
+    fn a_long_key_reads_back_from_the_arena_and_forgetting_it_counts_its_bytes() {
         let mut arena = Arena::default();
         let first = arena.push(&[1; 16]);
         let second = arena.push(&[2; 10_000]);
@@ -572,6 +619,55 @@ mod tests {
                 assert_eq!(*table.state_mut(at), state);
             }
         }
+    }
+
+    /// Hashes every key to 42.
+    struct OneHash;
+
+    impl BuildHasher for OneHash {
+        type Hasher = FortyTwo;
+
+        fn build_hasher(&self) -> FortyTwo {
+            FortyTwo
+        }
+    }
+
+    struct FortyTwo;
+
+    impl std::hash::Hasher for FortyTwo {
+        fn finish(&self) -> u64 {
+            42
+        }
+
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[test]
+    fn keys_that_share_a_whole_hash_cost_a_longer_search_not_a_larger_table() {
+        let algorithm = TokenBucket::new(1, Rate::per_second(1)).unwrap();
+        let shard = Shard::<<TokenBucket as Step>::State>::default();
+        let keys: Vec<String> = (0..300).map(|n| if n % 3 == 0 { format!("{n:>20}") } else { n.to_string() }).collect();
+        let now_us = 1_700_000_000_000_000;
+        for round in 0..2 {
+            for key in &keys {
+                let hash = hash_key(&OneHash, key.as_bytes());
+                let (decision, _) = shard.decide(&algorithm, &OneHash, hash, key, now_us, 1);
+                assert_eq!(decision.is_allowed(), round == 0, "{key:?} in round {round}");
+            }
+        }
+        assert_eq!(shard.len(), keys.len());
+        assert!(shard.capacity() <= 2 * keys.len(), "{} slots for {} keys", shard.capacity(), keys.len());
+        // Forgetting some, wherever they are, leaves the others as they were.
+        for key in keys.iter().step_by(7) {
+            shard.remove(hash_key(&OneHash, key.as_bytes()), key);
+        }
+        for (n, key) in keys.iter().enumerate() {
+            let (decision, _) = shard.decide(&algorithm, &OneHash, 42, key, now_us, 1);
+            assert_eq!(decision.is_allowed(), n % 7 == 0, "{key:?}");
+        }
+        assert_eq!(shard.len(), keys.len());
+        assert_eq!(shard.sweep(&algorithm, &OneHash, now_us + 1_000_000, Occasion::Cleanup), keys.len());
+        assert_eq!((shard.len(), shard.capacity()), (0, 0));
     }
 
     #[test]
