@@ -248,9 +248,10 @@ impl<S> Bucket<S> {
     }
 }
 
-/// Keys longer than [`LONGEST_INLINE`], each stored as its length (8 bytes)
-/// and its bytes, one after another, so that remembering one allocates
-/// nothing most of the time. Forgotten keys stay until a sweep compacts.
+/// Keys longer than [`LONGEST_INLINE`], each stored as its length (LEB128:
+/// one byte below 128) and its bytes, one after another, so that remembering
+/// one allocates nothing most of the time. Forgotten keys stay until a sweep
+/// compacts.
 #[derive(Debug, Default)]
 struct Arena {
     bytes: Vec<u8>,
@@ -258,25 +259,49 @@ struct Arena {
     dead: usize,
 }
 
-const LENGTH_BYTES: usize = 8;
-
 impl Arena {
     fn push(&mut self, key: &[u8]) -> u64 {
         let offset = self.bytes.len();
-        self.bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
+        // Grown by a quarter rather than doubled, since its slack is memory
+        // every long key pays for.
+        let needed = 10 + key.len();
+        if self.bytes.capacity() - offset < needed {
+            self.bytes.reserve_exact(needed.max(self.bytes.capacity() / 4));
+        }
+        let mut length = key.len() as u64;
+        while length >= 0x80 {
+            self.bytes.push(length as u8 | 0x80);
+            length >>= 7;
+        }
+        self.bytes.push(length as u8);
         self.bytes.extend_from_slice(key);
         offset as u64
     }
 
+    /// The key at `offset`, and the bytes it takes, its length's included.
+    #[inline]
+    fn entry(&self, offset: u64) -> (&[u8], usize) {
+        let mut at = offset as usize;
+        let (mut length, mut shift) = (0_usize, 0);
+        loop {
+            let byte = self.bytes[at];
+            at += 1;
+            length |= usize::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                break;
+            }
+            shift += 7;
+        }
+        (&self.bytes[at..at + length], at + length - offset as usize)
+    }
+
     #[inline]
     fn get(&self, offset: u64) -> &[u8] {
-        let start = offset as usize + LENGTH_BYTES;
-        let length = u64::from_le_bytes(self.bytes[start - LENGTH_BYTES..start].try_into().unwrap());
-        &self.bytes[start..start + length as usize]
+        self.entry(offset).0
     }
 
     fn forget(&mut self, offset: u64) {
-        self.dead += LENGTH_BYTES + self.get(offset).len();
+        self.dead += self.entry(offset).1;
     }
 
     fn live(&self) -> usize {
@@ -596,12 +621,18 @@ mod tests {
     #[test]
     fn a_long_key_reads_back_from_the_arena_and_forgetting_it_counts_its_bytes() {
         let mut arena = Arena::default();
-        let first = arena.push(&[1; 16]);
-        let second = arena.push(&[2; 10_000]);
-        assert_eq!(arena.get(first), &[1; 16]);
-        assert_eq!(arena.get(second), &[2; 10_000][..]);
-        arena.forget(first);
-        assert_eq!(arena.live(), LENGTH_BYTES + 10_000);
+        // Lengths on either side of one, two and three length bytes.
+        let lengths = [16, 127, 128, 16_383, 16_384, 3_000_000];
+        let offsets: Vec<u64> = lengths.iter().map(|&length| arena.push(&vec![length as u8; length])).collect();
+        for (&offset, &length) in offsets.iter().zip(&lengths) {
+            assert_eq!(arena.get(offset), vec![length as u8; length]);
+        }
+        let length_bytes = [1, 1, 2, 2, 3, 4];
+        let total: usize = lengths.iter().zip(length_bytes).map(|(length, bytes)| length + bytes).sum();
+        assert_eq!(arena.live(), total);
+        arena.forget(offsets[1]);
+        arena.forget(offsets[4]);
+        assert_eq!(arena.live(), total - (127 + 1) - (16_384 + 3));
     }
 
     #[test]
