@@ -13,12 +13,14 @@
 //! passes when its wait is over (arrival + `Decision::wait`), the others' on
 //! arrival.
 //!
-//! Bytes per key are counted by a global allocator that tracks live heap
-//! bytes, for tollgate's store and for governor's keyed store alike. The
-//! nanoseconds per check are measured here too, on one key with the real
-//! clock and an allowance that admits every check (so build with
-//! `--release`); `cargo bench --bench benches -- memory/` measures them with
-//! criterion.
+//! Bytes per idle key are counted by a global allocator that tracks live
+//! heap bytes, for tollgate's store and for governor's keyed store alike, at
+//! 100k, 500k, 1M and 2M keys. The nanoseconds per check are measured here
+//! too, with the real clock (so build with `--release`), on the same three
+//! loads as the criterion benches `memory/hot_key`, `memory/100k_keys_held`
+//! and `memory/100k_keys_refilled`: every store is run in turn, round after
+//! round, and each ratio to governor is taken within a round, so that a busy
+//! machine slows both sides of it alike.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
@@ -76,8 +78,11 @@ const SLOT: u64 = WINDOW / 10;
 /// The replays start at a whole second, so windows start at whole seconds of
 /// scenario time.
 const START: Duration = Duration::from_secs(1_800_000_000);
-/// Keys held when counting bytes per key.
+/// Keys checked in turn on the many-key loads; held when counting bytes per
+/// key after ten requests.
 const KEYS: usize = 100_000;
+/// Keys held when counting bytes per idle key.
+const SIZES: [usize; 4] = [100_000, 500_000, 1_000_000, 2_000_000];
 
 /// A client's requests: arrival times in µs from the start of the scenario.
 struct Traffic {
@@ -138,20 +143,38 @@ impl Outcome {
     }
 }
 
-/// One algorithm, measured.
+/// One store, measured: an algorithm, or governor.
 struct Contender {
     name: &'static str,
+    /// What it did with each traffic shape; none for governor.
     outcomes: Vec<Outcome>,
-    bytes_per_key: (f64, f64),
-    /// On one key, and on 100 000 keys in turn.
-    ns_per_check: (f64, f64),
+    /// After one request, at each of `SIZES` keys.
+    bytes_per_key: Vec<f64>,
+    /// After ten requests, at `KEYS` keys.
+    bytes_per_key_after_ten: f64,
+    /// For each `Load`: ns per check in each round.
+    ns_per_check: Vec<Vec<f64>>,
 }
 
 fn measure<A: Algorithm>(name: &'static str, algorithm: A, traffic: &[Traffic]) -> Contender {
     let outcomes = traffic.iter().map(|traffic| replay(algorithm.clone(), &traffic.arrivals)).collect();
-    let limit = 10;
-    let bytes_per_key = (bytes_per_key(algorithm.clone(), 1), bytes_per_key(algorithm, limit));
-    Contender { name, outcomes, bytes_per_key, ns_per_check: (f64::NAN, f64::NAN) }
+    Contender {
+        name,
+        outcomes,
+        bytes_per_key: SIZES.iter().map(|&keys| bytes_per_key(algorithm.clone(), keys, 1)).collect(),
+        bytes_per_key_after_ten: bytes_per_key(algorithm, KEYS, 10),
+        ns_per_check: Vec::new(),
+    }
+}
+
+fn measure_governor() -> Contender {
+    Contender {
+        name: "governor keyed (GCRA)",
+        outcomes: Vec::new(),
+        bytes_per_key: SIZES.iter().map(|&keys| governor_bytes_per_key(keys, 1)).collect(),
+        bytes_per_key_after_ten: governor_bytes_per_key(KEYS, 10),
+        ns_per_check: Vec::new(),
+    }
 }
 
 fn replay<A: Algorithm>(algorithm: A, arrivals: &[u64]) -> Outcome {
@@ -169,41 +192,89 @@ fn replay<A: Algorithm>(algorithm: A, arrivals: &[u64]) -> Outcome {
     Outcome { passed }
 }
 
-/// Live heap bytes per key with `KEYS` keys held, each after `requests`
+/// Live heap bytes per key with `keys` keys held, each after `requests`
 /// requests (the key's copy and its table slot included).
-fn bytes_per_key<A: Algorithm>(algorithm: A, requests: u64) -> f64 {
+fn bytes_per_key<A: Algorithm>(algorithm: A, keys: usize, requests: u64) -> f64 {
     let limiter = InMemory::with_clock(algorithm, ManualClock::starting_at(START));
     let before = LIVE_BYTES.load(Ordering::Relaxed);
-    for n in 0..KEYS {
+    for n in 0..keys {
         let key = user(n);
         for _ in 0..requests {
             assert!(limiter.check_sync(&key).is_allowed());
         }
     }
-    assert_eq!(limiter.len(), KEYS);
-    let bytes = (LIVE_BYTES.load(Ordering::Relaxed) - before) as f64 / KEYS as f64;
-    drop(limiter);
-    bytes
+    assert_eq!(limiter.len(), keys);
+    (LIVE_BYTES.load(Ordering::Relaxed) - before) as f64 / keys as f64
 }
 
-fn governor_bytes_per_key(requests: u64) -> f64 {
+fn governor_bytes_per_key(keys: usize, requests: u64) -> f64 {
     let limiter = DefaultKeyedRateLimiter::<String>::keyed(Quota::per_second(NonZeroU32::new(10).unwrap()));
     let before = LIVE_BYTES.load(Ordering::Relaxed);
-    for n in 0..KEYS {
+    for n in 0..keys {
         let key = user(n);
         for _ in 0..requests {
             assert!(limiter.check_key(&key).is_ok());
         }
     }
-    assert_eq!(limiter.len(), KEYS);
-    (LIVE_BYTES.load(Ordering::Relaxed) - before) as f64 / KEYS as f64
+    assert_eq!(limiter.len(), keys);
+    (LIVE_BYTES.load(Ordering::Relaxed) - before) as f64 / keys as f64
 }
 
+/// `user:000042`: 11 bytes below a million, 12 from there.
 fn user(n: usize) -> String {
     format!("user:{n:06}")
 }
 
-/// Runs `checks` checks on one key.
+/// The loads ns per check are measured on: those of the criterion benches
+/// of the same names (benches/benches/memory.rs), each of which admits every
+/// check.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// One key at 10^8 a second in bursts of 1 000.
+    HotKey,
+    /// `KEYS` keys in turn at 65 536 per 10 hours in bursts of 65 536: no key
+    /// ever drains back to full, so none is forgotten.
+    Held,
+    /// `KEYS` keys in turn at one a 100 µs in bursts of one: each key is full
+    /// again long before it comes round, so tollgate forgets it in between
+    /// and creates it again (governor keeps it).
+    Refilled,
+}
+
+const LOADS: [Load; 3] = [Load::HotKey, Load::Held, Load::Refilled];
+
+impl Load {
+    fn name(self) -> &'static str {
+        match self {
+            Load::HotKey => "hot key",
+            Load::Held => "100k keys held",
+            Load::Refilled => "100k keys refilled",
+        }
+    }
+
+    fn keys(self) -> Rc<[String]> {
+        match self {
+            Load::HotKey => Rc::from([user(0)]),
+            Load::Held | Load::Refilled => (0..KEYS).map(user).collect(),
+        }
+    }
+
+    /// Capacity, rate, and the sliding log's rate (the rate itself, except
+    /// where it would grow a log per key without bound).
+    fn allowance(self) -> (u32, Rate, Rate) {
+        match self {
+            Load::HotKey => {
+                (1_000, Rate::new(1_000, Duration::from_micros(10)), Rate::new(1_000, Duration::from_micros(10)))
+            }
+            Load::Held => {
+                (65_536, Rate::new(65_536, Duration::from_secs(36_000)), Rate::new(1_024, Duration::from_secs(1)))
+            }
+            Load::Refilled => (1, Rate::new(1, Duration::from_micros(100)), Rate::new(1, Duration::from_micros(100))),
+        }
+    }
+}
+
+/// Runs `checks` checks, each on the next key.
 type Timed = Box<dyn FnMut(u32)>;
 
 /// Checks `keys` in turn, on the real clock.
@@ -233,32 +304,28 @@ fn governor_timed(capacity: u32, rate: Rate, keys: &Rc<[String]>) -> Timed {
     })
 }
 
-/// The four algorithms and governor, in the order of the table's rows, on
-/// `keys`: the allowances of the criterion benches `memory/hot_key` (one key)
-/// and `memory/100k_keys`, which admit every check.
-fn subjects(keys: &Rc<[String]>) -> Vec<Timed> {
-    let (capacity, rate, sliding_log_rate) = if keys.len() == 1 {
-        let hot = Rate::new(1_000, Duration::from_micros(10));
-        (1_000, hot, hot)
-    } else {
-        (65_536, Rate::new(65_536, Duration::from_secs(36_000)), Rate::new(1_024, Duration::from_secs(1)))
-    };
+/// The four algorithms and governor, in the order of the contenders, on `load`.
+fn subjects(load: Load) -> Vec<Timed> {
+    let keys = load.keys();
+    let (capacity, rate, sliding_log_rate) = load.allowance();
     vec![
-        timed(FixedWindow::new(rate).unwrap(), keys),
-        timed(SlidingLog::new(sliding_log_rate).unwrap(), keys),
-        timed(TokenBucket::new(u64::from(capacity), rate).unwrap(), keys),
-        timed(LeakyBucket::new(u64::from(capacity), rate).unwrap(), keys),
-        governor_timed(capacity, rate, keys),
+        timed(FixedWindow::new(rate).unwrap(), &keys),
+        timed(SlidingLog::new(sliding_log_rate).unwrap(), &keys),
+        timed(TokenBucket::new(u64::from(capacity), rate).unwrap(), &keys),
+        timed(LeakyBucket::new(u64::from(capacity), rate).unwrap(), &keys),
+        governor_timed(capacity, rate, &keys),
     ]
 }
 
-/// Nanoseconds per check for each of `subjects`: the median of 21 rounds, in
-/// each of which every subject runs 200 000 checks, so that a busy machine
-/// slows all of them alike.
-fn ns_per_check(subjects: &mut [Timed]) -> Vec<f64> {
+/// Rounds measured (after one to warm up).
+const ROUNDS: usize = 21;
+
+/// Nanoseconds per check for each of `subjects` in each of `ROUNDS` rounds,
+/// in each of which every subject runs 200 000 checks, one after the other.
+fn ns_per_check(subjects: &mut [Timed]) -> Vec<Vec<f64>> {
     const CHECKS: u32 = 200_000;
     let mut runs = vec![Vec::new(); subjects.len()];
-    for round in 0..22 {
+    for round in 0..=ROUNDS {
         for (subject, runs) in subjects.iter_mut().zip(&mut runs) {
             let start = Instant::now();
             subject(CHECKS);
@@ -268,12 +335,13 @@ fn ns_per_check(subjects: &mut [Timed]) -> Vec<f64> {
             }
         }
     }
-    runs.into_iter()
-        .map(|mut runs| {
-            runs.sort_by(f64::total_cmp);
-            runs[runs.len() / 2]
-        })
-        .collect()
+    runs
+}
+
+/// The median of `values`, and their least and greatest.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (values[values.len() / 2], values[0], values[values.len() - 1])
 }
 
 fn main() {
@@ -287,23 +355,22 @@ fn main() {
         measure("sliding log", SlidingLog::new(per_second).unwrap(), &traffic),
         measure("token bucket", TokenBucket::new(10, per_second).unwrap(), &traffic),
         measure("leaky bucket", LeakyBucket::new(9, per_second).unwrap(), &traffic),
+        measure_governor(),
     ];
-    // The same allowance as the hot-key bench: 10^8 a second, so every check is admitted.
-    let one_key: Rc<[String]> = Rc::from([user(0)]);
-    let many_keys: Rc<[String]> = (0..KEYS).map(user).collect();
-    let one_key_ns = ns_per_check(&mut subjects(&one_key));
-    let many_keys_ns = ns_per_check(&mut subjects(&many_keys));
-    for (n, contender) in contenders.iter_mut().enumerate() {
-        contender.ns_per_check = (one_key_ns[n], many_keys_ns[n]);
+    for load in LOADS {
+        for (contender, rounds) in contenders.iter_mut().zip(ns_per_check(&mut subjects(load))) {
+            contender.ns_per_check.push(rounds);
+        }
     }
-    let governor_ns = (one_key_ns[4], many_keys_ns[4]);
-    print!("{}", tables(&traffic, &contenders, governor_ns));
+    print!("{}", tables(&traffic, &contenders));
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/compare.svg");
-    std::fs::write(path, svg(&traffic, &contenders)).expect("docs/ is writable");
+    std::fs::write(path, svg(&traffic, &contenders[..4])).expect("docs/ is writable");
     println!("\nwrote {path}");
 }
 
-fn tables(traffic: &[Traffic], contenders: &[Contender], governor_ns: (f64, f64)) -> String {
+fn tables(traffic: &[Traffic], contenders: &[Contender]) -> String {
+    let (algorithms, governor) = contenders.split_at(contenders.len() - 1);
+    let governor = &governor[0];
     let mut out = String::new();
     let _ = writeln!(out, "Every algorithm at 10 a second (the leaky bucket: 9 waiting + 1 departing).\n");
     let _ = writeln!(
@@ -314,29 +381,66 @@ fn tables(traffic: &[Traffic], contenders: &[Contender], governor_ns: (f64, f64)
     for (n, traffic) in traffic.iter().enumerate() {
         let offered = Outcome { passed: traffic.arrivals.clone() };
         out.push_str(&offered.row(traffic.name, "*offered*"));
-        for contender in contenders {
+        for contender in algorithms {
             out.push_str(&contender.outcomes[n].row("", contender.name));
         }
     }
-    let _ = writeln!(
-        out,
-        "\n| store | bytes per idle key, after 1 request | after 10 requests | ns per check, one key | ns per check, 100k keys |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
-    let row = |name: &str, (one, ten): (f64, f64), (hot, many): (f64, f64)| {
-        format!("| {name} | {one:.0} | {ten:.0} | {hot:.1} | {many:.1} |\n")
-    };
+
+    let _ =
+        writeln!(out, "\n| store | bytes per idle key: 100k keys | 500k | 1M | 2M | 100k keys, after 10 requests |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
     for contender in contenders {
-        out.push_str(&row(&format!("tollgate {}", contender.name), contender.bytes_per_key, contender.ns_per_check));
+        let mut row = format!("| {} |", store_name(contender, governor));
+        let sizes = contender.bytes_per_key.iter().zip(&governor.bytes_per_key);
+        let after_ten = (&contender.bytes_per_key_after_ten, &governor.bytes_per_key_after_ten);
+        for (bytes, governor_bytes) in sizes.chain([after_ten]) {
+            if std::ptr::eq(contender, governor) {
+                let _ = write!(row, " {bytes:.1} |");
+            } else {
+                let _ = write!(row, " {bytes:.1} ({:.2}×) |", bytes / governor_bytes);
+            }
+        }
+        let _ = writeln!(out, "{row}");
     }
-    let governor_bytes = (governor_bytes_per_key(1), governor_bytes_per_key(10));
-    out.push_str(&row("governor keyed (GCRA)", governor_bytes, governor_ns));
     let _ = writeln!(
         out,
-        "\nBytes: live heap per key with {KEYS} keys like `user:000042` held (key copy and table slot included). \
-         ns: real clock, allowances that admit every check (as in the criterion benches memory/hot_key and memory/100k_keys), all five stores interleaved: the median of 21 rounds of 2*10^5 checks each, in this process."
+        "\nLive heap bytes per key (as requested from the allocator), keys like `user:000042` held \
+         (key copy and table slot included), each after one request at 10 a second unless said; \
+         in brackets, ÷ governor's."
+    );
+
+    let _ = write!(out, "\n| store |");
+    for load in LOADS {
+        let _ = write!(out, " ns per check, {} | ÷ governor |", load.name());
+    }
+    let _ = writeln!(out, "\n|---|{}", "---:|".repeat(2 * LOADS.len()));
+    for contender in contenders {
+        let mut row = format!("| {} |", store_name(contender, governor));
+        for (rounds, governor_rounds) in contender.ns_per_check.iter().zip(&governor.ns_per_check) {
+            let (ns, least, most) = spread(rounds.clone());
+            let _ = write!(row, " {ns:.1} ({least:.0}–{most:.0}) |");
+            if std::ptr::eq(contender, governor) {
+                row.push_str(" 1 |");
+            } else {
+                let ratios = rounds.iter().zip(governor_rounds).map(|(ns, governor_ns)| ns / governor_ns).collect();
+                let (ratio, least, most) = spread(ratios);
+                let _ = write!(row, " **{ratio:.2}×** ({least:.2}–{most:.2}) |");
+            }
+        }
+        let _ = writeln!(out, "{row}");
+    }
+    let _ = writeln!(
+        out,
+        "\nReal clock, allowances that admit every check (the criterion benches memory/hot_key, \
+         memory/100k_keys_held and memory/100k_keys_refilled), the five stores interleaved: \
+         {ROUNDS} rounds of 2*10^5 checks per store, in this process. ns: the median round (least–most); \
+         ÷ governor: the median of the {ROUNDS} ratios taken within a round (least–most)."
     );
     out
+}
+
+fn store_name(contender: &Contender, governor: &Contender) -> String {
+    if std::ptr::eq(contender, governor) { contender.name.to_string() } else { format!("tollgate {}", contender.name) }
 }
 
 const LANE: f64 = 60.0;

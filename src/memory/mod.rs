@@ -7,13 +7,11 @@
 
 mod shard;
 
-use std::hash::BuildHasher;
-
 use async_trait::async_trait;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use self::shard::{Shard, Swept};
+use self::shard::{Occasion, Shard, Swept, hash_key};
 use crate::algorithm::{Algorithm, check_cost};
 use crate::clock::{Clock, MonotonicClock, micros};
 use crate::{Decision, RateLimiter, Result};
@@ -101,7 +99,7 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     /// Decides a cost already checked against the algorithm's maximum.
     #[inline]
     fn decide(&self, key: &str, cost: u64) -> Decision {
-        let hash = self.hasher.hash_one(key);
+        let hash = hash_key(&self.hasher, key.as_bytes());
         let shard = self.shard(hash);
         let now_us = micros(self.clock.now());
         let (decision, swept) = shard.decide(&self.algorithm, &self.hasher, hash, key, now_us, cost);
@@ -113,7 +111,7 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
 
     /// Forgets `key`: its next request starts from a full allowance.
     pub fn reset_sync(&self, key: &str) {
-        let hash = self.hasher.hash_one(key);
+        let hash = hash_key(&self.hasher, key.as_bytes());
         self.shard(hash).remove(hash, key);
     }
 
@@ -137,20 +135,20 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     /// a traffic spike.
     pub fn cleanup(&self) -> usize {
         let now_us = micros(self.clock.now());
-        self.shards.iter().map(|shard| shard.sweep(&self.algorithm, &self.hasher, now_us)).sum()
+        self.shards.iter().map(|shard| shard.sweep(&self.algorithm, &self.hasher, now_us, Occasion::Cleanup)).sum()
     }
 
     #[cold]
     fn sweep_another_shard(&self, now_us: u64) {
         let next = self.next_shard_to_sweep.fetch_add(1, Ordering::Relaxed) & self.shard_mask as usize;
-        self.shards[next].sweep(&self.algorithm, &self.hasher, now_us);
+        self.shards[next].sweep(&self.algorithm, &self.hasher, now_us, Occasion::Neighbour);
     }
 
     #[inline]
     fn shard(&self, hash: u64) -> &Shard<A::State> {
-        // The table uses the hash's low bits for buckets and its top seven for
-        // tags; the shard takes bits from the middle so the three stay independent.
-        &self.shards[((hash >> 32) & self.shard_mask) as usize]
+        // The table picks buckets from the hash's top bits (see `bucket_pair`);
+        // the shard takes the low ones, so the two stay independent.
+        &self.shards[(hash & self.shard_mask) as usize]
     }
 }
 
@@ -180,11 +178,14 @@ fn shard_count() -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::time::Duration;
+
+    use proptest::prelude::*;
 
     use super::shard::MIN_OPERATIONS_BETWEEN_SWEEPS;
     use super::*;
-    use crate::{FixedWindow, ManualClock, Rate, TokenBucket};
+    use crate::{FixedWindow, ManualClock, Rate, SlidingLog, TokenBucket};
 
     fn table_capacity<A: Algorithm, C: Clock>(limiter: &InMemory<A, C>) -> usize {
         limiter.shards.iter().map(Shard::capacity).sum()
@@ -219,6 +220,91 @@ mod tests {
         assert!(limiter.cleanup() > 0);
         assert!(limiter.is_empty());
         assert!(table_capacity(&limiter) <= empty_capacity + 16 * limiter.shards.len());
+    }
+
+    /// Keys that an inline or arena copy could confuse: empty, NUL bytes,
+    /// one a prefix of another, the 15/16-byte edge of inline storage, and
+    /// long keys, among many ordinary ones, so that tables grow, move keys
+    /// between buckets, shrink and compact their arena.
+    fn awkward_keys() -> Vec<String> {
+        let mut keys: Vec<String> = ["", "\0", "\0\0", "a", "a\0", "\0a", "é", "fifteen bytes!!", "sixteen bytes!!!"]
+            .iter()
+            .map(|key| key.to_string())
+            .collect();
+        keys.extend((0..40).map(|n| format!("{}{n}", "k".repeat(n))));
+        keys.push("x".repeat(10 * 1024));
+        keys.push(format!("{}y", "x".repeat(10 * 1024)));
+        keys.extend((0..3_000).map(|n| format!("user:{n}")));
+        keys
+    }
+
+    #[derive(Debug, Clone)]
+    enum Operation {
+        Check { key: usize, cost: u64 },
+        Advance { us: u64 },
+        Reset { key: usize },
+        Cleanup,
+    }
+
+    fn operations(keys: usize) -> impl Strategy<Value = Vec<Operation>> {
+        // Low indexes (the awkward keys) come up often, so they meet again.
+        let key = prop_oneof![0..60_usize, 0..keys];
+        let operation = prop_oneof![
+            20 => (key.clone(), 0..=2_u64).prop_map(|(key, cost)| Operation::Check { key, cost }),
+            3 => prop_oneof![0..1_000_u64, 0..3_000_000_u64].prop_map(|us| Operation::Advance { us }),
+            1 => key.prop_map(|key| Operation::Reset { key }),
+            1 => Just(Operation::Cleanup),
+        ];
+        prop::collection::vec(operation, 1..4_000)
+    }
+
+    /// Runs `operations` on the store and on a map of states stepped one key
+    /// at a time, which never forgets a key: every decision must be the same,
+    /// since a forgotten key reads as new only once its state does.
+    fn matches_a_map_of_states<A: Algorithm>(algorithm: A, operations: &[Operation]) {
+        let keys = awkward_keys();
+        let clock = ManualClock::starting_at(Duration::from_secs(1_700_000_000));
+        let limiter = InMemory::with_clock(algorithm.clone(), clock.clone());
+        let mut model: HashMap<&str, A::State> = HashMap::new();
+        for operation in operations {
+            let now_us = micros(clock.now());
+            match *operation {
+                Operation::Check { key, cost } => {
+                    let expected = algorithm.step(model.entry(&keys[key]).or_default(), now_us, cost);
+                    assert_eq!(limiter.check_n_sync(&keys[key], cost).unwrap(), expected, "key {key}");
+                }
+                Operation::Advance { us } => clock.advance(Duration::from_micros(us)),
+                Operation::Reset { key } => {
+                    model.remove(&*keys[key]);
+                    limiter.reset_sync(&keys[key]);
+                }
+                Operation::Cleanup => {
+                    limiter.cleanup();
+                    model.retain(|_, state| algorithm.expires_at(state) > now_us);
+                    assert_eq!(limiter.len(), model.len());
+                }
+            }
+            assert!(limiter.len() <= model.len());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn a_token_bucket_store_decides_as_each_keys_state_alone_would(operations in operations(3_000)) {
+            matches_a_map_of_states(TokenBucket::new(2, Rate::per_second(3)).unwrap(), &operations);
+        }
+
+        #[test]
+        fn a_fixed_window_store_decides_as_each_keys_state_alone_would(operations in operations(3_000)) {
+            matches_a_map_of_states(FixedWindow::new(Rate::per_second(2)).unwrap(), &operations);
+        }
+
+        #[test]
+        fn a_sliding_log_store_decides_as_each_keys_state_alone_would(operations in operations(3_000)) {
+            matches_a_map_of_states(SlidingLog::new(Rate::per_second(2)).unwrap(), &operations);
+        }
     }
 
     #[test]
