@@ -14,6 +14,7 @@ macro_rules! for_each_algorithm {
         $callback!(sliding_log, SlidingLog $(, $arg)*);
         $callback!(token_bucket, TokenBucket $(, $arg)*);
         $callback!(leaky_bucket, LeakyBucket $(, $arg)*);
+        $callback!(sliding_window, SlidingWindow $(, $arg)*);
     };
 }
 #[allow(unused_imports)]
