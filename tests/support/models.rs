@@ -38,26 +38,46 @@ fn us(micros: i128) -> Duration {
     Duration::from_micros(u64::try_from(micros).expect("a model duration is never negative"))
 }
 
-fn allowed(limit: u64, remaining: i128, reset_after: i128, wait: i128) -> Verdict {
+fn allowed(limit: u64, remaining: impl Into<i128>, reset_after: impl Into<i128>, wait: impl Into<i128>) -> Verdict {
     Verdict {
         allowed: true,
         limit,
-        remaining: remaining as u64,
+        remaining: remaining.into() as u64,
         retry_after: None,
-        reset_after: us(reset_after),
-        wait: us(wait),
+        reset_after: us(reset_after.into()),
+        wait: us(wait.into()),
     }
 }
 
-fn denied(limit: u64, remaining: i128, retry_after: i128, reset_after: i128) -> Verdict {
+fn denied(
+    limit: u64,
+    remaining: impl Into<i128>,
+    retry_after: impl Into<i128>,
+    reset_after: impl Into<i128>,
+) -> Verdict {
     Verdict {
         allowed: false,
         limit,
-        remaining: remaining as u64,
-        retry_after: Some(us(retry_after)),
-        reset_after: us(reset_after),
+        remaining: remaining.into() as u64,
+        retry_after: Some(us(retry_after.into())),
+        reset_after: us(reset_after.into()),
         wait: Duration::ZERO,
     }
+}
+
+/// A realistic epoch time at the start of a second, so windows are easy to read.
+pub const EPOCH: Duration = Duration::from_secs(1_700_000_000);
+const MS: u64 = 1_000;
+const SECOND: u64 = 1_000_000;
+
+/// A worked example, every figure in it computed by hand: one key of
+/// `algorithm`, on a clock starting at `start`; each step moves the clock on
+/// by some µs, asks for a cost, and expects a decision.
+#[derive(Debug, Clone)]
+pub struct Example<A> {
+    pub algorithm: A,
+    pub start: Duration,
+    pub steps: Vec<(u64, u64, Verdict)>,
 }
 
 /// A reference model of one algorithm for one key. `now` never goes back.
@@ -110,6 +130,10 @@ pub trait Spec: Algorithm + PartialEq {
     /// Whether what it admitted keeps its promise, independently of any
     /// model: admissions are (time µs, cost, wait µs), on one key.
     fn keeps_its_promise(&self, admitted: &[(u64, u64, u64)]) -> Result<(), String>;
+
+    /// Its worked examples, which every backend must decide to the
+    /// microsecond (the conformance suite): what it does, spelled out.
+    fn worked_examples() -> Vec<Example<Self>>;
 }
 
 /// Periods that divide evenly, and ones that leave a fraction per request.
@@ -235,6 +259,20 @@ impl Model for FixedWindowModel {
 impl Spec for FixedWindow {
     type Model = FixedWindowModel;
 
+    fn worked_examples() -> Vec<Example<Self>> {
+        vec![Example {
+            algorithm: FixedWindow::new(Rate::per_second(3)).unwrap(),
+            start: EPOCH + Duration::from_millis(250),
+            steps: vec![
+                (0, 1, allowed(3, 2, 750 * MS, 0)),
+                (0, 2, allowed(3, 0, 750 * MS, 0)),
+                (500 * MS, 1, denied(3, 0, 250 * MS, 250 * MS)),
+                (0, 0, allowed(3, 0, 250 * MS, 0)),
+                (250 * MS, 3, allowed(3, 0, SECOND, 0)),
+            ],
+        }]
+    }
+
     fn model(&self) -> FixedWindowModel {
         FixedWindowModel::new(self.limit(), self.period_us())
     }
@@ -337,6 +375,22 @@ impl Model for SlidingLogModel {
 impl Spec for SlidingLog {
     type Model = SlidingLogModel;
 
+    fn worked_examples() -> Vec<Example<Self>> {
+        vec![Example {
+            algorithm: SlidingLog::new(Rate::per_second(2)).unwrap(),
+            start: EPOCH,
+            steps: vec![
+                (0, 1, allowed(2, 1, SECOND, 0)),
+                (400 * MS, 1, allowed(2, 0, SECOND, 0)),
+                (500 * MS, 1, denied(2, 0, 100 * MS, 500 * MS)),
+                // The first entry has left; two more need the second to leave too.
+                (100 * MS, 2, denied(2, 1, 400 * MS, 400 * MS)),
+                (0, 1, allowed(2, 0, SECOND, 0)),
+                (0, 0, allowed(2, 0, SECOND, 0)),
+            ],
+        }]
+    }
+
     fn model(&self) -> SlidingLogModel {
         SlidingLogModel::new(self.limit(), self.period_us())
     }
@@ -427,6 +481,33 @@ fn carried_units(used: Ratio, written_period: u64, period: u64, most: u64) -> Ra
 
 impl Spec for TokenBucket {
     type Model = TokenBucketModel;
+
+    fn worked_examples() -> Vec<Example<Self>> {
+        vec![
+            Example {
+                algorithm: TokenBucket::new(3, Rate::per_second(10)).unwrap(),
+                start: EPOCH,
+                steps: vec![
+                    (0, 3, allowed(3, 0, 300 * MS, 0)),
+                    (50 * MS, 1, denied(3, 0, 50 * MS, 250 * MS)),
+                    (50 * MS, 1, allowed(3, 0, 300 * MS, 0)),
+                    (0, 0, allowed(3, 0, 300 * MS, 0)),
+                    (SECOND, 0, allowed(3, 3, 0, 0)),
+                ],
+            },
+            // A token every 333 333.3 µs: waits are rounded up, never down.
+            Example {
+                algorithm: TokenBucket::new(1, Rate::per_second(3)).unwrap(),
+                start: EPOCH,
+                steps: vec![
+                    (0, 1, allowed(1, 0, 333_334, 0)),
+                    (0, 1, denied(1, 0, 333_334, 333_334)),
+                    (333_333, 1, denied(1, 0, 1, 1)),
+                    (1, 1, allowed(1, 0, 333_334, 0)),
+                ],
+            },
+        ]
+    }
 
     fn model(&self) -> TokenBucketModel {
         TokenBucketModel::new(self.capacity(), self.rate().amount(), self.period_us())
@@ -534,6 +615,21 @@ impl Model for LeakyBucketModel {
 
 impl Spec for LeakyBucket {
     type Model = LeakyBucketModel;
+
+    fn worked_examples() -> Vec<Example<Self>> {
+        vec![Example {
+            algorithm: LeakyBucket::new(2, Rate::per_second(10)).unwrap(),
+            start: EPOCH,
+            steps: vec![
+                (0, 1, allowed(3, 2, 100 * MS, 0)),
+                (0, 1, allowed(3, 1, 200 * MS, 100 * MS)),
+                (0, 1, allowed(3, 0, 300 * MS, 200 * MS)),
+                (0, 1, denied(3, 0, 100 * MS, 300 * MS)),
+                (150 * MS, 1, allowed(3, 0, 250 * MS, 150 * MS)),
+                (0, 0, allowed(3, 0, 250 * MS, 0)),
+            ],
+        }]
+    }
 
     fn model(&self) -> LeakyBucketModel {
         LeakyBucketModel::new(self.capacity(), self.rate().amount(), self.period_us())
@@ -715,6 +811,25 @@ impl Model for SlidingWindowModel {
 
 impl Spec for SlidingWindow {
     type Model = SlidingWindowModel;
+
+    fn worked_examples() -> Vec<Example<Self>> {
+        vec![Example {
+            algorithm: SlidingWindow::new(Rate::per_second(4)).unwrap(),
+            start: EPOCH + Duration::from_millis(500),
+            steps: vec![
+                (0, 4, allowed(4, 0, 1_500 * MS, 0)),
+                // The four weigh at most three a quarter into the next window.
+                (0, 1, denied(4, 0, 750 * MS, 1_500 * MS)),
+                (750 * MS, 1, allowed(4, 0, 1_750 * MS, 0)),
+                (0, 0, allowed(4, 0, 1_750 * MS, 0)),
+                // Half way: 4 × 1/2 + 1 = 3, so one fits, and two once the four weigh one.
+                (250 * MS, 2, denied(4, 1, 250 * MS, 1_500 * MS)),
+                (0, 1, allowed(4, 0, 1_500 * MS, 0)),
+                // Two windows on, nothing is left to weigh.
+                (1_500 * MS, 0, allowed(4, 4, 0, 0)),
+            ],
+        }]
+    }
 
     fn model(&self) -> SlidingWindowModel {
         SlidingWindowModel::new(self.limit(), self.period_us())
