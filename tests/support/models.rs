@@ -131,6 +131,11 @@ pub trait Spec: Algorithm + PartialEq {
     /// model: admissions are (time µs, cost, wait µs), on one key.
     fn keeps_its_promise(&self, admitted: &[(u64, u64, u64)]) -> Result<(), String>;
 
+    /// The most one key may admit, from new, at times no further apart than
+    /// `span_us`: the load test's bound, where admissions are counted, not
+    /// timed.
+    fn most_admitted_in(&self, span_us: u64) -> u64;
+
     /// Its worked examples, which every backend must decide to the
     /// microsecond (the conformance suite): what it does, spelled out.
     fn worked_examples() -> Vec<Example<Self>>;
@@ -147,6 +152,11 @@ pub fn rate(amount: u64, period_us: u64) -> Rate {
 
 fn period_us_of(rate: Rate) -> u64 {
     rate.period().as_micros() as u64
+}
+
+/// Units a `rate` adds (tokens) or frees (slots) in `span_us`, whole.
+fn refilled_in(rate: Rate, span_us: u64) -> u64 {
+    (u128::from(rate.amount()) * u128::from(span_us) / u128::from(period_us_of(rate))) as u64
 }
 
 /// Total cost admitted at times in `[from, until)`.
@@ -258,6 +268,11 @@ impl Model for FixedWindowModel {
 
 impl Spec for FixedWindow {
     type Model = FixedWindowModel;
+
+    /// Every window the span touches: one more than the periods it spans, and one for the start.
+    fn most_admitted_in(&self, span_us: u64) -> u64 {
+        self.limit() * (span_us / self.period_us() + 2)
+    }
 
     fn worked_examples() -> Vec<Example<Self>> {
         vec![Example {
@@ -375,6 +390,11 @@ impl Model for SlidingLogModel {
 impl Spec for SlidingLog {
     type Model = SlidingLogModel;
 
+    /// Any interval of one period: the span fits in one more of them than the periods it spans.
+    fn most_admitted_in(&self, span_us: u64) -> u64 {
+        self.limit() * (span_us / self.period_us() + 1)
+    }
+
     fn worked_examples() -> Vec<Example<Self>> {
         vec![Example {
             algorithm: SlidingLog::new(Rate::per_second(2)).unwrap(),
@@ -481,6 +501,11 @@ fn carried_units(used: Ratio, written_period: u64, period: u64, most: u64) -> Ra
 
 impl Spec for TokenBucket {
     type Model = TokenBucketModel;
+
+    /// A full bucket, then the refill.
+    fn most_admitted_in(&self, span_us: u64) -> u64 {
+        self.limit() + refilled_in(self.rate(), span_us)
+    }
 
     fn worked_examples() -> Vec<Example<Self>> {
         vec![
@@ -615,6 +640,11 @@ impl Model for LeakyBucketModel {
 
 impl Spec for LeakyBucket {
     type Model = LeakyBucketModel;
+
+    /// A full queue, then the drain.
+    fn most_admitted_in(&self, span_us: u64) -> u64 {
+        self.limit() + refilled_in(self.rate(), span_us)
+    }
 
     fn worked_examples() -> Vec<Example<Self>> {
         vec![Example {
@@ -811,6 +841,11 @@ impl Model for SlidingWindowModel {
 
 impl Spec for SlidingWindow {
     type Model = SlidingWindowModel;
+
+    /// At most the amount in every aligned window the span touches.
+    fn most_admitted_in(&self, span_us: u64) -> u64 {
+        self.limit() * (span_us / self.period_us() + 2)
+    }
 
     fn worked_examples() -> Vec<Example<Self>> {
         vec![Example {
