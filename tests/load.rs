@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tollgate::{RateLimiter, Redis};
 
-use crate::support::algorithms::for_each_algorithm;
+use crate::support::algorithms::{collected, for_each_algorithm};
 use crate::support::deployment::{Deployment, on_a_server_and_a_cluster};
 use crate::support::models::Spec;
 
@@ -50,12 +50,6 @@ async fn loaded<A: Spec>(deployment: &impl Deployment, prefix: &str) -> Loaded {
     Loaded { name, limiter, most: Box::new(move |elapsed| algorithm.most_admitted_in(elapsed.as_micros() as u64)) }
 }
 
-macro_rules! push_loaded {
-    ($name:ident, $algorithm:ident, $all:ident, $deployment:ident, $prefix:ident) => {
-        $all.push(loaded::<tollgate::$algorithm>(&$deployment, $prefix).await);
-    };
-}
-
 /// A deterministic spread of keys for one task.
 fn next_key(state: &mut u64, keys: usize) -> usize {
     // xorshift64
@@ -68,7 +62,7 @@ fn next_key(state: &mut u64, keys: usize) -> usize {
 async fn run(deployment: impl Deployment, size: Size) {
     let prefix = "load:";
     let mut all = Vec::new();
-    for_each_algorithm!(push_loaded, all, deployment, prefix);
+    for_each_algorithm!(collected, all, loaded, (&deployment), prefix);
     let started = Instant::now();
     let tasks: Vec<_> = (0..size.tasks)
         .map(|task| {

@@ -12,7 +12,7 @@ use tollgate::{
     TokenBucket,
 };
 
-use crate::support::algorithms::for_each_algorithm;
+use crate::support::algorithms::{collected, for_each_algorithm};
 use crate::support::models::Spec;
 use crate::support::redis_server::RedisServer;
 
@@ -141,13 +141,8 @@ async fn limiters_of_each_algorithm(url: &str, prefix: &str, capacity: u64, rate
         let prefix = format!("{prefix}{}:", algorithm.name());
         Arc::new(Redis::builder(algorithm).prefix(prefix).timeout(Duration::from_secs(5)).connect(url).await.unwrap())
     }
-    macro_rules! push_connected {
-        ($name:ident, $algorithm:ident, $limiters:ident) => {
-            $limiters.push(connect::<tollgate::$algorithm>(capacity, rate, url, prefix).await);
-        };
-    }
     let mut limiters = Vec::new();
-    for_each_algorithm!(push_connected, limiters);
+    for_each_algorithm!(collected, limiters, connect, capacity, rate, url, prefix);
     limiters
 }
 
