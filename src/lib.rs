@@ -1,6 +1,6 @@
 //! # tollgate
 //!
-//! Rate limiting that stays exact under concurrency: four algorithms, each on
+//! Rate limiting that stays exact under concurrency: five algorithms, each on
 //! an in-memory backend (one process) and a Redis backend (many processes).
 //!
 //! ```
@@ -22,6 +22,7 @@
 //! |---|---|---|---|
 //! | [`FixedWindow`] | `amount` per aligned window | up to 2 × `amount` across a window boundary | 16 bytes |
 //! | [`SlidingLog`] | `amount` in *any* interval of `period` | none beyond `amount` | 8 bytes × `amount` |
+//! | [`SlidingWindow`] | about `amount` in any interval of `period`: the previous window's count, weighted by its overlap, plus the current one's | at worst just under 2 × `amount` in one `period`, if a window's requests bunch at its end | 24 bytes |
 //! | [`TokenBucket`] | `capacity` at once, then `rate` on average | up to `capacity` | 16 bytes |
 //! | [`LeakyBucket`] | `rate`, queued up to `capacity` | none: it says how long to hold each request | 16 bytes |
 //!
@@ -60,7 +61,8 @@ mod redis;
 pub use self::redis::ClusterConnection;
 #[cfg(feature = "redis")]
 pub use self::redis::{FailurePolicy, Redis, RedisBuilder};
-pub use algorithm::{Algorithm, FixedWindow, LeakyBucket, Limit, SlidingLog, TokenBucket};
+pub use algorithm::all::*;
+pub use algorithm::{Algorithm, Limit};
 /// The attribute macro that implementing [`RateLimiter`] takes, re-exported
 /// so that a backend of your own needs no dependency on `async-trait`:
 /// `#[tollgate::async_trait] impl RateLimiter for MyBackend { .. }`.

@@ -5,13 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tollgate::{
-    Algorithm, Decision, Error, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog,
-    TokenBucket,
-};
+use tollgate::{Algorithm, Error, FixedWindow, InMemory, ManualClock, Rate, RateLimiter};
 
 use crate::support::algorithms::{awaited, for_each_algorithm};
-use crate::support::models::Spec;
+use crate::support::models::{EPOCH, Example, Spec, Verdict};
 
 /// A backend under test: makes limiters that share state with each other and
 /// with no limiter made before.
@@ -81,129 +78,25 @@ mod in_memory {
     conformance_suite!(Some(super::InMemoryBackend));
 }
 
-/// A realistic epoch time at the start of a second, so windows are easy to read.
-const START: Duration = Duration::from_secs(1_700_000_000);
-const MS: u64 = 1_000;
-const SECOND: u64 = 1_000_000;
+/// Where the clocks start: the worked examples' realistic epoch time.
+const START: Duration = EPOCH;
 
-/// A decision as its six fields, durations in µs.
-type Fields = (bool, u64, u64, u64, u64, u64);
-
-fn fields(decision: Decision) -> Fields {
-    let micros = |duration: Duration| duration.as_micros() as u64;
-    (
-        decision.is_allowed(),
-        decision.limit(),
-        decision.remaining(),
-        decision.retry_after().map_or(0, micros),
-        micros(decision.reset_after()),
-        micros(decision.wait()),
-    )
-}
-
-const fn allowed(limit: u64, remaining: u64, reset_after_us: u64, wait_us: u64) -> Fields {
-    (true, limit, remaining, 0, reset_after_us, wait_us)
-}
-
-const fn denied(limit: u64, remaining: u64, retry_after_us: u64, reset_after_us: u64) -> Fields {
-    (false, limit, remaining, retry_after_us, reset_after_us, 0)
-}
-
-/// Runs `(advance_us, cost, expected)` steps on one key, from `start`.
-async fn expect_steps<A: Algorithm>(
-    backend: &impl Backend,
-    algorithm: A,
-    start: Duration,
-    steps: &[(u64, u64, Fields)],
-) {
-    let clock = ManualClock::starting_at(start);
-    let limiter = backend.limiter(algorithm.clone(), &clock).await;
-    for (n, &(advance_us, cost, expected)) in steps.iter().enumerate() {
-        clock.advance(Duration::from_micros(advance_us));
-        let decision = limiter.check_n("user", cost).await.unwrap();
-        assert_eq!(fields(decision), expected, "step {n} of {algorithm:?}");
+/// Runs each of `A`'s worked examples (`Spec::worked_examples`) on one
+/// key, every field of every decision to the microsecond.
+async fn decides_to_the_microsecond_for<A: Spec>(backend: &impl Backend) {
+    for Example { algorithm, start, steps } in A::worked_examples() {
+        let clock = ManualClock::starting_at(start);
+        let limiter = backend.limiter(algorithm.clone(), &clock).await;
+        for (n, &(advance_us, cost, expected)) in steps.iter().enumerate() {
+            clock.advance(Duration::from_micros(advance_us));
+            let decision = limiter.check_n("user", cost).await.unwrap();
+            assert_eq!(Verdict::from(decision), expected, "step {n} of {algorithm:?}");
+        }
     }
 }
 
 pub(crate) async fn each_algorithm_decides_to_the_microsecond(backend: &impl Backend) {
-    let quarter_past = START + Duration::from_millis(250);
-    let three_per_second = FixedWindow::new(Rate::per_second(3)).unwrap();
-    expect_steps(
-        backend,
-        three_per_second,
-        quarter_past,
-        &[
-            (0, 1, allowed(3, 2, 750 * MS, 0)),
-            (0, 2, allowed(3, 0, 750 * MS, 0)),
-            (500 * MS, 1, denied(3, 0, 250 * MS, 250 * MS)),
-            (0, 0, allowed(3, 0, 250 * MS, 0)),
-            (250 * MS, 3, allowed(3, 0, SECOND, 0)),
-        ],
-    )
-    .await;
-
-    let two_in_any_second = SlidingLog::new(Rate::per_second(2)).unwrap();
-    expect_steps(
-        backend,
-        two_in_any_second,
-        START,
-        &[
-            (0, 1, allowed(2, 1, SECOND, 0)),
-            (400 * MS, 1, allowed(2, 0, SECOND, 0)),
-            (500 * MS, 1, denied(2, 0, 100 * MS, 500 * MS)),
-            // The first entry has left; two more need the second to leave too.
-            (100 * MS, 2, denied(2, 1, 400 * MS, 400 * MS)),
-            (0, 1, allowed(2, 0, SECOND, 0)),
-            (0, 0, allowed(2, 0, SECOND, 0)),
-        ],
-    )
-    .await;
-
-    let ten_a_second_bursts_of_three = TokenBucket::new(3, Rate::per_second(10)).unwrap();
-    expect_steps(
-        backend,
-        ten_a_second_bursts_of_three,
-        START,
-        &[
-            (0, 3, allowed(3, 0, 300 * MS, 0)),
-            (50 * MS, 1, denied(3, 0, 50 * MS, 250 * MS)),
-            (50 * MS, 1, allowed(3, 0, 300 * MS, 0)),
-            (0, 0, allowed(3, 0, 300 * MS, 0)),
-            (SECOND, 0, allowed(3, 3, 0, 0)),
-        ],
-    )
-    .await;
-
-    // A token every 333 333.3 µs: waits are rounded up, never down.
-    let three_a_second = TokenBucket::new(1, Rate::per_second(3)).unwrap();
-    expect_steps(
-        backend,
-        three_a_second,
-        START,
-        &[
-            (0, 1, allowed(1, 0, 333_334, 0)),
-            (0, 1, denied(1, 0, 333_334, 333_334)),
-            (333_333, 1, denied(1, 0, 1, 1)),
-            (1, 1, allowed(1, 0, 333_334, 0)),
-        ],
-    )
-    .await;
-
-    let queue_of_two_ten_a_second = LeakyBucket::new(2, Rate::per_second(10)).unwrap();
-    expect_steps(
-        backend,
-        queue_of_two_ten_a_second,
-        START,
-        &[
-            (0, 1, allowed(3, 2, 100 * MS, 0)),
-            (0, 1, allowed(3, 1, 200 * MS, 100 * MS)),
-            (0, 1, allowed(3, 0, 300 * MS, 200 * MS)),
-            (0, 1, denied(3, 0, 100 * MS, 300 * MS)),
-            (150 * MS, 1, allowed(3, 0, 250 * MS, 150 * MS)),
-            (0, 0, allowed(3, 0, 250 * MS, 0)),
-        ],
-    )
-    .await;
+    for_each_algorithm!(awaited, decides_to_the_microsecond_for, backend);
 }
 
 /// An algorithm that admits `limit` at once and refills nothing within

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tollgate::{
-    Decision, Error, FailurePolicy, FixedWindow, LeakyBucket, Rate, RateLimiter, Redis, SlidingLog, TokenBucket,
-};
+use tollgate::{Decision, Error, FailurePolicy, Rate, RateLimiter, Redis, TokenBucket};
 
+use crate::support::algorithms::{collected, for_each_algorithm};
 use crate::support::deployment::{Deployment, on_a_server_and_a_cluster};
+use crate::support::models::Spec;
 
 /// The check timeout of the limiters under fault.
 const TIMEOUT: Duration = Duration::from_millis(50);
@@ -197,35 +197,18 @@ async fn killed_mid_load_then_restarted(mut deployment: impl Deployment) {
 }
 
 async fn scripts_flushed_under_load(mut deployment: impl Deployment) {
-    let hour = Rate::per_hour(1_000_000);
-    let builder = |prefix: &str| Redis::builder(FixedWindow::new(hour).unwrap()).prefix(prefix);
     // Each algorithm has its own script; all are flushed.
-    let limiters: Vec<Arc<dyn RateLimiter>> = vec![
-        deployment.limiter(builder("flushed:fw:").timeout(Duration::from_secs(5))).await,
-        deployment
-            .limiter(
-                Redis::builder(SlidingLog::new(hour).unwrap()).prefix("flushed:sl:").timeout(Duration::from_secs(5)),
-            )
-            .await,
-        deployment
-            .limiter(
-                Redis::builder(TokenBucket::new(LIMIT, hour).unwrap())
-                    .prefix("flushed:tb:")
-                    .timeout(Duration::from_secs(5)),
-            )
-            .await,
-        deployment
-            .limiter(
-                Redis::builder(LeakyBucket::new(LIMIT, hour).unwrap())
-                    .prefix("flushed:lb:")
-                    .timeout(Duration::from_secs(5)),
-            )
-            .await,
-    ];
+    async fn flushed<A: Spec>(deployment: &impl Deployment) -> Arc<dyn RateLimiter> {
+        let algorithm = A::try_new(LIMIT, Rate::per_hour(LIMIT)).unwrap();
+        let prefix = format!("flushed:{}:", algorithm.name());
+        deployment.limiter(Redis::builder(algorithm).prefix(prefix).timeout(Duration::from_secs(5))).await
+    }
+    let mut limiters = Vec::new();
+    for_each_algorithm!(collected, limiters, flushed, (&deployment));
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..16)
         .map(|task| {
-            let (limiter, stop) = (Arc::clone(&limiters[task % 4]), Arc::clone(&stop));
+            let (limiter, stop) = (Arc::clone(&limiters[task % limiters.len()]), Arc::clone(&stop));
             tokio::spawn(async move {
                 let mut checks = 0_u64;
                 while !stop.load(Ordering::Relaxed) {

@@ -1,5 +1,5 @@
 //! Load on loopback, on one server and on a cluster: many tasks, many keys,
-//! all four algorithms at once. No check fails, no key is left without a
+//! every algorithm at once. No check fails, no key is left without a
 //! TTL, and every key admitted what its algorithm allows in the time the run
 //! took: no more, and no less than its first allowance.
 //!
@@ -10,9 +10,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tollgate::{FixedWindow, LeakyBucket, Rate, RateLimiter, Redis, SlidingLog, TokenBucket};
+use tollgate::{RateLimiter, Redis};
 
+use crate::support::algorithms::{collected, for_each_algorithm};
 use crate::support::deployment::{Deployment, on_a_server_and_a_cluster};
+use crate::support::models::Spec;
 
 /// Every algorithm allows 10 an hour (the leaky bucket: 1 now and 9 queued):
 /// longer than any run, so most checks are denied and no key expires before
@@ -30,55 +32,22 @@ struct Size {
 const SMALL: Size = Size { tasks: 64, checks_per_task: 500, keys: 200 };
 const FULL: Size = Size { tasks: 64, checks_per_task: 20_000, keys: 10_000 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    FixedWindow,
-    SlidingLog,
-    TokenBucket,
-    LeakyBucket,
+/// One algorithm's limiter under load, and the most one of its keys may
+/// admit in a run of a given length.
+struct Loaded {
+    name: &'static str,
+    limiter: Arc<dyn RateLimiter>,
+    most: Box<dyn Fn(Duration) -> u64 + Send + Sync>,
 }
 
-impl Kind {
-    const ALL: [Self; 4] = [Self::FixedWindow, Self::SlidingLog, Self::TokenBucket, Self::LeakyBucket];
-
-    async fn limiter(self, deployment: &impl Deployment, prefix: &str) -> Arc<dyn RateLimiter> {
-        let rate = Rate::new(AMOUNT, PERIOD);
-        let prefix = format!("{prefix}{self:?}:");
-        // Generous: the check timeout is not what this test measures.
-        let timeout = Duration::from_secs(5);
-        match self {
-            Self::FixedWindow => {
-                deployment
-                    .limiter(Redis::builder(FixedWindow::new(rate).unwrap()).prefix(prefix).timeout(timeout))
-                    .await
-            }
-            Self::SlidingLog => {
-                deployment.limiter(Redis::builder(SlidingLog::new(rate).unwrap()).prefix(prefix).timeout(timeout)).await
-            }
-            Self::TokenBucket => {
-                let bucket = TokenBucket::new(AMOUNT, rate).unwrap();
-                deployment.limiter(Redis::builder(bucket).prefix(prefix).timeout(timeout)).await
-            }
-            Self::LeakyBucket => {
-                let bucket = LeakyBucket::new(AMOUNT - 1, rate).unwrap();
-                deployment.limiter(Redis::builder(bucket).prefix(prefix).timeout(timeout)).await
-            }
-        }
-    }
-
-    /// The most one key may admit in a run of `elapsed`.
-    fn most(self, elapsed: Duration) -> u64 {
-        let periods = (elapsed.as_micros() / PERIOD.as_micros()) as u64;
-        let refilled = (u128::from(AMOUNT) * elapsed.as_micros() / PERIOD.as_micros()) as u64;
-        match self {
-            // Every window the run touched: one more than the periods it spans, and one for the start.
-            Self::FixedWindow => AMOUNT * (periods + 2),
-            // Any interval of one period: the run fits in `periods + 1` of them.
-            Self::SlidingLog => AMOUNT * (periods + 1),
-            // The first allowance, then the rate.
-            Self::TokenBucket | Self::LeakyBucket => AMOUNT + refilled,
-        }
-    }
+/// `A` admitting `AMOUNT` at once and about `AMOUNT` an hour, under its own prefix.
+async fn loaded<A: Spec>(deployment: &impl Deployment, prefix: &str) -> Loaded {
+    let algorithm = A::with_limit(AMOUNT, PERIOD);
+    let name = algorithm.name();
+    // Generous: the check timeout is not what this test measures.
+    let builder = Redis::builder(algorithm.clone()).prefix(format!("{prefix}{name}:")).timeout(Duration::from_secs(5));
+    let limiter = deployment.limiter(builder).await;
+    Loaded { name, limiter, most: Box::new(move |elapsed| algorithm.most_admitted_in(elapsed.as_micros() as u64)) }
 }
 
 /// A deterministic spread of keys for one task.
@@ -92,15 +61,13 @@ fn next_key(state: &mut u64, keys: usize) -> usize {
 
 async fn run(deployment: impl Deployment, size: Size) {
     let prefix = "load:";
-    let mut limiters = Vec::new();
-    for kind in Kind::ALL {
-        limiters.push(kind.limiter(&deployment, prefix).await);
-    }
+    let mut all = Vec::new();
+    for_each_algorithm!(collected, all, loaded, (&deployment), prefix);
     let started = Instant::now();
     let tasks: Vec<_> = (0..size.tasks)
         .map(|task| {
-            let kind = Kind::ALL[task % 4];
-            let limiter = Arc::clone(&limiters[task % 4]);
+            let index = task % all.len();
+            let limiter = Arc::clone(&all[index].limiter);
             tokio::spawn(async move {
                 let mut calls = vec![0_u64; size.keys];
                 let mut admitted = vec![0_u64; size.keys];
@@ -114,17 +81,16 @@ async fn run(deployment: impl Deployment, size: Size) {
                     calls[key] += 1;
                     admitted[key] += u64::from(decision.is_allowed());
                 }
-                (kind, calls, admitted, slowest)
+                (index, calls, admitted, slowest)
             })
         })
         .collect();
 
-    let mut calls = vec![vec![0_u64; size.keys]; 4];
-    let mut admitted = vec![vec![0_u64; size.keys]; 4];
+    let mut calls = vec![vec![0_u64; size.keys]; all.len()];
+    let mut admitted = vec![vec![0_u64; size.keys]; all.len()];
     let mut slowest = Duration::ZERO;
     for task in tasks {
-        let (kind, task_calls, task_admitted, task_slowest) = task.await.unwrap();
-        let index = Kind::ALL.iter().position(|&k| k == kind).unwrap();
+        let (index, task_calls, task_admitted, task_slowest) = task.await.unwrap();
         for key in 0..size.keys {
             calls[index][key] += task_calls[key];
             admitted[index][key] += task_admitted[key];
@@ -134,28 +100,29 @@ async fn run(deployment: impl Deployment, size: Size) {
     let elapsed = started.elapsed();
     let checks = size.tasks * size.checks_per_task;
     eprintln!(
-        "{}: {} tasks × {} checks over {} keys × 4 algorithms: {checks} checks in {elapsed:.2?}, \
+        "{}: {} tasks × {} checks over {} keys × {} algorithms: {checks} checks in {elapsed:.2?}, \
          {:.0} checks/s, slowest check {slowest:.2?}",
         deployment.name(),
         size.tasks,
         size.checks_per_task,
         size.keys,
+        all.len(),
         checks as f64 / elapsed.as_secs_f64(),
     );
 
     let mut keys_used = 0;
-    for (index, kind) in Kind::ALL.into_iter().enumerate() {
-        let most = kind.most(elapsed);
+    for (index, Loaded { name, most, .. }) in all.iter().enumerate() {
+        let most = most(elapsed);
         let (mut total_calls, mut total_admitted) = (0, 0);
         for key in 0..size.keys {
             let (calls, admitted) = (calls[index][key], admitted[index][key]);
-            assert!(admitted <= most, "{kind:?} key {key}: {admitted} admitted, at most {most} in {elapsed:?}");
-            assert!(admitted >= calls.min(AMOUNT), "{kind:?} key {key}: {admitted} of {calls} admitted");
+            assert!(admitted <= most, "{name} key {key}: {admitted} admitted, at most {most} in {elapsed:?}");
+            assert!(admitted >= calls.min(AMOUNT), "{name} key {key}: {admitted} of {calls} admitted");
             keys_used += usize::from(calls > 0);
             total_calls += calls;
             total_admitted += admitted;
         }
-        eprintln!("{}: {kind:?} admitted {total_admitted} of {total_calls}", deployment.name());
+        eprintln!("{}: {name} admitted {total_admitted} of {total_calls}", deployment.name());
     }
 
     let stored = deployment.keys_with_ttl(&format!("{prefix}*")).await;

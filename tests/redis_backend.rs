@@ -8,10 +8,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands;
 use tollgate::{
-    Algorithm, Error, FailurePolicy, FixedWindow, LeakyBucket, Limit, ManualClock, Rate, RateLimiter, Redis,
-    SlidingLog, TokenBucket,
+    Error, FailurePolicy, FixedWindow, LeakyBucket, Limit, ManualClock, Rate, RateLimiter, Redis, SlidingLog,
+    TokenBucket,
 };
 
+use crate::support::algorithms::{collected, for_each_algorithm};
+use crate::support::models::Spec;
 use crate::support::redis_server::RedisServer;
 
 mod conformance {
@@ -131,21 +133,17 @@ async fn script_flush_mid_run_fails_no_call() {
     assert!(!limiter.check("key 0").await.unwrap().is_allowed());
 }
 
-/// A limiter of each algorithm under `prefix`, with a limit of 10 at once,
-/// each of whose keys lives at
-/// most `period` after a check that admits one unit: a fixed window to the
-/// window's end, a sliding log one period after its newest entry, a bucket
-/// until the unit (one per period) has drained.
-async fn limiters_of_each_algorithm(url: &str, prefix: &str, period: Duration) -> Vec<Arc<dyn RateLimiter>> {
-    async fn connect<A: Algorithm>(algorithm: A, url: &str, prefix: String) -> Arc<dyn RateLimiter> {
+/// A limiter of each algorithm under `prefix` (each under its own), made by
+/// its constructor from `capacity` and `rate` (see `Spec::try_new`).
+async fn limiters_of_each_algorithm(url: &str, prefix: &str, capacity: u64, rate: Rate) -> Vec<Arc<dyn RateLimiter>> {
+    async fn connect<A: Spec>(capacity: u64, rate: Rate, url: &str, prefix: &str) -> Arc<dyn RateLimiter> {
+        let algorithm = A::try_new(capacity, rate).unwrap();
+        let prefix = format!("{prefix}{}:", algorithm.name());
         Arc::new(Redis::builder(algorithm).prefix(prefix).timeout(Duration::from_secs(5)).connect(url).await.unwrap())
     }
-    vec![
-        connect(FixedWindow::new(Rate::new(10, period)).unwrap(), url, format!("{prefix}fw:")).await,
-        connect(SlidingLog::new(Rate::new(10, period)).unwrap(), url, format!("{prefix}sl:")).await,
-        connect(TokenBucket::new(10, Rate::new(1, period)).unwrap(), url, format!("{prefix}tb:")).await,
-        connect(LeakyBucket::new(9, Rate::new(1, period)).unwrap(), url, format!("{prefix}lb:")).await,
-    ]
+    let mut limiters = Vec::new();
+    for_each_algorithm!(collected, limiters, connect, capacity, rate, url, prefix);
+    limiters
 }
 
 /// Every key under `pattern`.
@@ -171,13 +169,16 @@ async fn keys_matching(redis: &mut redis::aio::MultiplexedConnection, pattern: &
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_ten_thousand_keys_every_key_has_a_ttl_no_longer_than_needed_and_then_is_gone() {
+async fn after_2_500_keys_of_each_algorithm_every_key_has_a_ttl_no_longer_than_needed_and_then_is_gone() {
     let Some(server) = RedisServer::start() else { return };
     let mut redis = server.connection().await;
     // Long enough that a slow run on a loaded machine writes all its keys
     // before the first expires.
     let period = Duration::from_secs(10);
-    let limiters = limiters_of_each_algorithm(&server.url(), "ttl:", period).await;
+    // One unit a period: a window of one, a bucket that takes a period to
+    // refill (or drain) the unit. Every key lives at most as long as its
+    // admission's reset_after says, a period or two.
+    let limiters = limiters_of_each_algorithm(&server.url(), "ttl:", 10, Rate::new(1, period)).await;
     // Start early in a fixed window, so that none ends within the run.
     let into_window = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() % period.as_micros();
     let into_window = Duration::from_micros(into_window as u64);
@@ -186,36 +187,43 @@ async fn after_ten_thousand_keys_every_key_has_a_ttl_no_longer_than_needed_and_t
     }
     let started = Instant::now();
     // 2 500 keys per algorithm, checked by 25 tasks each, pipelined on one connection.
-    let tasks: Vec<_> = (0..100)
+    let count = limiters.len();
+    let tasks: Vec<_> = (0..25 * count)
         .map(|task| {
-            let limiter = Arc::clone(&limiters[task % 4]);
+            let limiter = Arc::clone(&limiters[task % count]);
             tokio::spawn(async move {
-                for key in (task / 4..2_500).step_by(25) {
-                    assert!(limiter.check(&key.to_string()).await.unwrap().is_allowed());
+                let mut longest = Duration::ZERO;
+                for key in (task / count..2_500).step_by(25) {
+                    let decision = limiter.check(&key.to_string()).await.unwrap();
+                    assert!(decision.is_allowed());
+                    longest = longest.max(decision.reset_after());
                 }
                 // A peek at a key never seen writes nothing.
                 assert!(limiter.check_n("peeked", 0).await.unwrap().is_allowed());
+                longest
             })
         })
         .collect();
+    let mut longest = Duration::ZERO;
     for task in tasks {
-        task.await.unwrap();
+        longest = longest.max(task.await.unwrap());
     }
     let keys = keys_matching(&mut redis, "ttl:*").await;
-    assert_eq!(keys.len(), 10_000);
+    assert_eq!(keys.len(), 2_500 * count);
     let mut pipeline = redis::pipe();
     for key in &keys {
         pipeline.pttl(key);
     }
     let ttls_ms: Vec<i64> = pipeline.query_async(&mut redis).await.unwrap();
     // PTTL is -1 for a key without a TTL (and -2 for a key gone).
-    let longest_ms = period.as_millis() as i64;
+    let longest_ms = longest.as_micros().div_ceil(1_000) as i64;
+    assert!(longest <= 2 * period, "a reset_after of {longest:?}");
     for (key, ttl_ms) in keys.iter().zip(ttls_ms) {
         assert!((1..=longest_ms).contains(&ttl_ms), "{key} has a TTL of {ttl_ms} ms, not 1..={longest_ms}");
     }
-    eprintln!("10 000 keys checked and their TTLs read in {:?}", started.elapsed());
+    eprintln!("{} keys checked and their TTLs read in {:?}", keys.len(), started.elapsed());
 
-    tokio::time::sleep(period + Duration::from_millis(50)).await;
+    tokio::time::sleep(longest + Duration::from_millis(50)).await;
     assert_eq!(keys_matching(&mut redis, "ttl:*").await, Vec::<String>::new());
 }
 
@@ -223,7 +231,7 @@ async fn after_ten_thousand_keys_every_key_has_a_ttl_no_longer_than_needed_and_t
 async fn a_denial_and_a_peek_write_nothing() {
     let Some(server) = RedisServer::start() else { return };
     let mut redis = server.connection().await;
-    for limiter in limiters_of_each_algorithm(&server.url(), "quiet:", Duration::from_secs(3600)).await {
+    for limiter in limiters_of_each_algorithm(&server.url(), "quiet:", 10, Rate::per_hour(10)).await {
         let _ = limiter.check_n("user", 10).await.unwrap();
         let key = keys_matching(&mut redis, "quiet:*").await.pop().unwrap();
         let () = redis.pexpire(&key, 7_200_000).await.unwrap();

@@ -4,13 +4,14 @@
 //! Each `step` takes the key's state, the time in integer microseconds and a
 //! cost, and returns the [`Decision`], updating the state only when it admits
 //! a cost. A backend keeps the state and supplies the time. The Lua scripts
-//! in `lua/` compute the same decisions from the same numbers (the token and
-//! leaky buckets and the fixed window line for line; the sliding log over a
-//! sorted set, see its script), and the tests hold every backend to them.
+//! in `lua/` compute the same decisions from the same numbers (the buckets
+//! and the windows line for line; the sliding log over a sorted set, see its
+//! script), and the tests hold every backend to them.
 //!
 //! The list of algorithms is written once, in [`algorithms!`] below: it
-//! declares each module and the [`Limit`] enum that backends storing state
-//! elsewhere (Redis) dispatch on.
+//! declares each module, re-exports each type (through `all`, which the
+//! crate root re-exports), and the [`Limit`] enum that backends storing
+//! state elsewhere (Redis) dispatch on.
 
 mod meter;
 
@@ -20,8 +21,7 @@ use std::fmt;
 
 use crate::{Error, Result};
 
-/// One of tollgate's algorithms: [`FixedWindow`], [`SlidingLog`],
-/// [`TokenBucket`] or [`LeakyBucket`].
+/// One of tollgate's algorithms: the types that [`Limit`] has a variant of.
 ///
 /// Sealed: every backend, Redis included, must implement each algorithm
 /// exactly, so the set is closed.
@@ -80,8 +80,13 @@ macro_rules! algorithms {
     ($($module:ident::$algorithm:ident),* $(,)?) => {
         $(
             pub(crate) mod $module;
-            pub use $module::$algorithm;
+            pub(crate) use $module::$algorithm;
         )*
+
+        /// Every algorithm's type, for the crate root to re-export.
+        pub(crate) mod all {
+            $(pub use super::$module::$algorithm;)*
+        }
 
         /// Any one of the algorithms, as a value: what a backend that runs
         /// the steps elsewhere (the Redis backend's Lua) dispatches on.
@@ -120,7 +125,13 @@ macro_rules! algorithms {
     };
 }
 
-algorithms!(fixed_window::FixedWindow, sliding_log::SlidingLog, token_bucket::TokenBucket, leaky_bucket::LeakyBucket,);
+algorithms!(
+    fixed_window::FixedWindow,
+    sliding_log::SlidingLog,
+    token_bucket::TokenBucket,
+    leaky_bucket::LeakyBucket,
+    sliding_window::SlidingWindow,
+);
 
 /// Rejects a cost that could never be admitted, so that a client is not told
 /// to retry forever.

@@ -92,6 +92,7 @@ scripts! {
     SlidingLog: "sl", ["sliding_log.lua"], [amount, period_us];
     TokenBucket: "tb", ["meter.lua", "token_bucket.lua"], [capacity, amount, period_us];
     LeakyBucket: "lb", ["meter.lua", "leaky_bucket.lua"], [capacity, amount, period_us];
+    SlidingWindow: "sw", ["sliding_window.lua"], [amount, period_us];
 }
 
 /// The Redis key of `key` for an algorithm tagged `tag`:

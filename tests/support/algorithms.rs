@@ -14,6 +14,7 @@ macro_rules! for_each_algorithm {
         $callback!(sliding_log, SlidingLog $(, $arg)*);
         $callback!(token_bucket, TokenBucket $(, $arg)*);
         $callback!(leaky_bucket, LeakyBucket $(, $arg)*);
+        $callback!(sliding_window, SlidingWindow $(, $arg)*);
     };
 }
 #[allow(unused_imports)]
@@ -28,3 +29,14 @@ macro_rules! awaited {
 }
 #[allow(unused_imports)]
 pub(crate) use awaited;
+
+/// For [`for_each_algorithm!`]: `collected!(name, Type, list, function,
+/// args...)` pushes `function::<tollgate::Type>(args...).await` onto `list`
+/// (an argument of more than one token goes in parentheses: `(&deployment)`).
+macro_rules! collected {
+    ($name:ident, $algorithm:ident, $list:ident, $function:ident $(, $arg:expr)*) => {
+        $list.push($function::<tollgate::$algorithm>($($arg),*).await)
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use collected;

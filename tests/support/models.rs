@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
-use tollgate::{Algorithm, Decision, FixedWindow, LeakyBucket, Rate, SlidingLog, TokenBucket};
+use tollgate::{Algorithm, Decision, FixedWindow, LeakyBucket, Rate, SlidingLog, SlidingWindow, TokenBucket};
 
 /// Every field of a decision, comparable with `assert_eq!`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,26 +38,46 @@ fn us(micros: i128) -> Duration {
     Duration::from_micros(u64::try_from(micros).expect("a model duration is never negative"))
 }
 
-fn allowed(limit: u64, remaining: i128, reset_after: i128, wait: i128) -> Verdict {
+fn allowed(limit: u64, remaining: impl Into<i128>, reset_after: impl Into<i128>, wait: impl Into<i128>) -> Verdict {
     Verdict {
         allowed: true,
         limit,
-        remaining: remaining as u64,
+        remaining: remaining.into() as u64,
         retry_after: None,
-        reset_after: us(reset_after),
-        wait: us(wait),
+        reset_after: us(reset_after.into()),
+        wait: us(wait.into()),
     }
 }
 
-fn denied(limit: u64, remaining: i128, retry_after: i128, reset_after: i128) -> Verdict {
+fn denied(
+    limit: u64,
+    remaining: impl Into<i128>,
+    retry_after: impl Into<i128>,
+    reset_after: impl Into<i128>,
+) -> Verdict {
     Verdict {
         allowed: false,
         limit,
-        remaining: remaining as u64,
-        retry_after: Some(us(retry_after)),
-        reset_after: us(reset_after),
+        remaining: remaining.into() as u64,
+        retry_after: Some(us(retry_after.into())),
+        reset_after: us(reset_after.into()),
         wait: Duration::ZERO,
     }
+}
+
+/// A realistic epoch time at the start of a second, so windows are easy to read.
+pub const EPOCH: Duration = Duration::from_secs(1_700_000_000);
+const MS: u64 = 1_000;
+const SECOND: u64 = 1_000_000;
+
+/// A worked example, every figure in it computed by hand: one key of
+/// `algorithm`, on a clock starting at `start`; each step moves the clock on
+/// by some µs, asks for a cost, and expects a decision.
+#[derive(Debug, Clone)]
+pub struct Example<A> {
+    pub algorithm: A,
+    pub start: Duration,
+    pub steps: Vec<(u64, u64, Verdict)>,
 }
 
 /// A reference model of one algorithm for one key. `now` never goes back.
@@ -110,6 +130,15 @@ pub trait Spec: Algorithm + PartialEq {
     /// Whether what it admitted keeps its promise, independently of any
     /// model: admissions are (time µs, cost, wait µs), on one key.
     fn keeps_its_promise(&self, admitted: &[(u64, u64, u64)]) -> Result<(), String>;
+
+    /// The most one key may admit, from new, at times no further apart than
+    /// `span_us`: the load test's bound, where admissions are counted, not
+    /// timed.
+    fn most_admitted_in(&self, span_us: u64) -> u64;
+
+    /// Its worked examples, which every backend must decide to the
+    /// microsecond (the conformance suite): what it does, spelled out.
+    fn worked_examples() -> Vec<Example<Self>>;
 }
 
 /// Periods that divide evenly, and ones that leave a fraction per request.
@@ -123,6 +152,11 @@ pub fn rate(amount: u64, period_us: u64) -> Rate {
 
 fn period_us_of(rate: Rate) -> u64 {
     rate.period().as_micros() as u64
+}
+
+/// Units a `rate` adds (tokens) or frees (slots) in `span_us`, whole.
+fn refilled_in(rate: Rate, span_us: u64) -> u64 {
+    (u128::from(rate.amount()) * u128::from(span_us) / u128::from(period_us_of(rate))) as u64
 }
 
 /// Total cost admitted at times in `[from, until)`.
@@ -235,6 +269,25 @@ impl Model for FixedWindowModel {
 impl Spec for FixedWindow {
     type Model = FixedWindowModel;
 
+    /// Every window the span touches: one more than the periods it spans, and one for the start.
+    fn most_admitted_in(&self, span_us: u64) -> u64 {
+        self.limit() * (span_us / self.period_us() + 2)
+    }
+
+    fn worked_examples() -> Vec<Example<Self>> {
+        vec![Example {
+            algorithm: FixedWindow::new(Rate::per_second(3)).unwrap(),
+            start: EPOCH + Duration::from_millis(250),
+            steps: vec![
+                (0, 1, allowed(3, 2, 750 * MS, 0)),
+                (0, 2, allowed(3, 0, 750 * MS, 0)),
+                (500 * MS, 1, denied(3, 0, 250 * MS, 250 * MS)),
+                (0, 0, allowed(3, 0, 250 * MS, 0)),
+                (250 * MS, 3, allowed(3, 0, SECOND, 0)),
+            ],
+        }]
+    }
+
     fn model(&self) -> FixedWindowModel {
         FixedWindowModel::new(self.limit(), self.period_us())
     }
@@ -337,6 +390,27 @@ impl Model for SlidingLogModel {
 impl Spec for SlidingLog {
     type Model = SlidingLogModel;
 
+    /// Any interval of one period: the span fits in one more of them than the periods it spans.
+    fn most_admitted_in(&self, span_us: u64) -> u64 {
+        self.limit() * (span_us / self.period_us() + 1)
+    }
+
+    fn worked_examples() -> Vec<Example<Self>> {
+        vec![Example {
+            algorithm: SlidingLog::new(Rate::per_second(2)).unwrap(),
+            start: EPOCH,
+            steps: vec![
+                (0, 1, allowed(2, 1, SECOND, 0)),
+                (400 * MS, 1, allowed(2, 0, SECOND, 0)),
+                (500 * MS, 1, denied(2, 0, 100 * MS, 500 * MS)),
+                // The first entry has left; two more need the second to leave too.
+                (100 * MS, 2, denied(2, 1, 400 * MS, 400 * MS)),
+                (0, 1, allowed(2, 0, SECOND, 0)),
+                (0, 0, allowed(2, 0, SECOND, 0)),
+            ],
+        }]
+    }
+
     fn model(&self) -> SlidingLogModel {
         SlidingLogModel::new(self.limit(), self.period_us())
     }
@@ -427,6 +501,38 @@ fn carried_units(used: Ratio, written_period: u64, period: u64, most: u64) -> Ra
 
 impl Spec for TokenBucket {
     type Model = TokenBucketModel;
+
+    /// A full bucket, then the refill.
+    fn most_admitted_in(&self, span_us: u64) -> u64 {
+        self.limit() + refilled_in(self.rate(), span_us)
+    }
+
+    fn worked_examples() -> Vec<Example<Self>> {
+        vec![
+            Example {
+                algorithm: TokenBucket::new(3, Rate::per_second(10)).unwrap(),
+                start: EPOCH,
+                steps: vec![
+                    (0, 3, allowed(3, 0, 300 * MS, 0)),
+                    (50 * MS, 1, denied(3, 0, 50 * MS, 250 * MS)),
+                    (50 * MS, 1, allowed(3, 0, 300 * MS, 0)),
+                    (0, 0, allowed(3, 0, 300 * MS, 0)),
+                    (SECOND, 0, allowed(3, 3, 0, 0)),
+                ],
+            },
+            // A token every 333 333.3 µs: waits are rounded up, never down.
+            Example {
+                algorithm: TokenBucket::new(1, Rate::per_second(3)).unwrap(),
+                start: EPOCH,
+                steps: vec![
+                    (0, 1, allowed(1, 0, 333_334, 0)),
+                    (0, 1, denied(1, 0, 333_334, 333_334)),
+                    (333_333, 1, denied(1, 0, 1, 1)),
+                    (1, 1, allowed(1, 0, 333_334, 0)),
+                ],
+            },
+        ]
+    }
 
     fn model(&self) -> TokenBucketModel {
         TokenBucketModel::new(self.capacity(), self.rate().amount(), self.period_us())
@@ -535,6 +641,26 @@ impl Model for LeakyBucketModel {
 impl Spec for LeakyBucket {
     type Model = LeakyBucketModel;
 
+    /// A full queue, then the drain.
+    fn most_admitted_in(&self, span_us: u64) -> u64 {
+        self.limit() + refilled_in(self.rate(), span_us)
+    }
+
+    fn worked_examples() -> Vec<Example<Self>> {
+        vec![Example {
+            algorithm: LeakyBucket::new(2, Rate::per_second(10)).unwrap(),
+            start: EPOCH,
+            steps: vec![
+                (0, 1, allowed(3, 2, 100 * MS, 0)),
+                (0, 1, allowed(3, 1, 200 * MS, 100 * MS)),
+                (0, 1, allowed(3, 0, 300 * MS, 200 * MS)),
+                (0, 1, denied(3, 0, 100 * MS, 300 * MS)),
+                (150 * MS, 1, allowed(3, 0, 250 * MS, 150 * MS)),
+                (0, 0, allowed(3, 0, 250 * MS, 0)),
+            ],
+        }]
+    }
+
     fn model(&self) -> LeakyBucketModel {
         LeakyBucketModel::new(self.capacity(), self.rate().amount(), self.period_us())
     }
@@ -587,6 +713,213 @@ impl Spec for LeakyBucket {
                 if later < first || u128::from(later - first + 1) * amount <= slots * period {
                     return Err(format!("request {j} departs at {later}, too soon after request {i} at {first}"));
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sliding window
+
+/// Aligned windows `[k × period, (k + 1) × period)`. At `now`, `elapsed`
+/// into the current window, the weighted count is the previous window's
+/// count × `(period - elapsed) / period` (the part of it still inside the
+/// sliding window, as if its requests had been spread evenly) plus the
+/// current window's count; a cost is admitted if the weighted count plus
+/// the cost is at most `amount`. A peek is always answered.
+#[derive(Debug, Clone)]
+pub struct SlidingWindowModel {
+    pub amount: u64,
+    pub period: u64,
+    pub admitted: Vec<(u64, u64)>,
+    /// What another configuration recorded: (the start of its last window,
+    /// the count there, the count in its window before). Each count belongs
+    /// to this configuration's window in which it began to be counted: the
+    /// last window's count to the window holding its start, the one before
+    /// it to the window before that.
+    pub carried: Option<(u64, u64, u64)>,
+}
+
+impl SlidingWindowModel {
+    pub fn new(amount: u64, period: u64) -> Self {
+        Self { amount, period, admitted: Vec::new(), carried: None }
+    }
+
+    fn window_start(&self, at: u64) -> u64 {
+        at / self.period * self.period
+    }
+
+    /// (previous, current): the counts of the window before the one holding
+    /// `at`, and of that one up to `at`, with what was carried over (each
+    /// carried count cut to this amount).
+    fn counts_at(&self, at: u64) -> (u64, u64) {
+        let start = self.window_start(at);
+        let admitted_in = |from: u64, until: u64| -> u64 {
+            self.admitted.iter().filter(|(t, _)| (from..until).contains(t)).map(|(_, cost)| cost).sum()
+        };
+        let (mut previous, mut current) =
+            (admitted_in(start.saturating_sub(self.period), start), admitted_in(start, at + 1));
+        match self.carried {
+            Some((carried_start, count, before)) if carried_start >= start => {
+                previous += before.min(self.amount);
+                current += count.min(self.amount);
+            }
+            Some((carried_start, count, _)) if carried_start + self.period >= start => {
+                previous += count.min(self.amount);
+            }
+            _ => {}
+        }
+        (previous, current)
+    }
+
+    fn weighted_at(&self, at: u64) -> Ratio {
+        let (previous, current) = self.counts_at(at);
+        let still_inside = Ratio::new((self.window_start(at) + self.period - at) as i128, self.period as i128);
+        Ratio::int(previous as i128).mul(still_inside).add(Ratio::int(current as i128))
+    }
+
+    /// The starts of the window holding `now` and of the two after it, from
+    /// `now`: by the third, nothing admitted so far is left to weigh.
+    fn windows_from(&self, now: u64) -> [u64; 3] {
+        let start = self.window_start(now);
+        [now, start + self.period, start + 2 * self.period]
+    }
+
+    /// The first whole µs from `now` on at which `cost` fits, if nothing is
+    /// admitted meanwhile. Within a window the weighted count falls linearly:
+    /// solved exactly, then rounded up.
+    fn fits_at(&self, now: u64, cost: u64) -> u64 {
+        for from in self.windows_from(now) {
+            let (previous, current) = self.counts_at(from);
+            let end = self.window_start(from) + self.period;
+            let Some(room) = self.amount.checked_sub(current + cost) else { continue };
+            if previous == 0 {
+                return from;
+            }
+            // previous × (end - t) / period ≤ room  ⟺  t ≥ end - room × period / previous
+            let earliest = Ratio::int(end as i128).sub(Ratio::new((room * self.period) as i128, previous as i128));
+            let at = earliest.ceil().max(from as i128) as u64;
+            if at < end {
+                return at;
+            }
+        }
+        unreachable!("nothing is left to weigh two windows on")
+    }
+
+    /// The first µs from `now` on at which the weighted count is zero.
+    fn empty_at(&self, now: u64) -> u64 {
+        let empty = self.windows_from(now).into_iter().find(|&from| self.counts_at(from) == (0, 0));
+        empty.expect("nothing is left to weigh two windows on")
+    }
+
+    /// What the state holds: the counts as of the last admission, by the
+    /// start of its window.
+    fn recorded(&self) -> Option<(u64, u64, u64)> {
+        let &(last, _) = self.admitted.last()?;
+        let (previous, current) = self.counts_at(last);
+        Some((self.window_start(last), current, previous))
+    }
+}
+
+impl Model for SlidingWindowModel {
+    fn decide(&mut self, now: u64, cost: u64) -> Verdict {
+        let amount = Ratio::int(self.amount as i128);
+        let remaining = |weighted: Ratio| amount.sub(weighted).floor().max(0);
+        let weighted = self.weighted_at(now);
+        let since = |at: u64| (at - now) as i128;
+        if cost > 0 && !weighted.add(Ratio::int(cost as i128)).le(amount) {
+            let retry = since(self.fits_at(now, cost));
+            return denied(self.amount, remaining(weighted), retry, since(self.empty_at(now)));
+        }
+        if cost > 0 {
+            self.admitted.push((now, cost));
+        }
+        allowed(self.amount, remaining(self.weighted_at(now)), since(self.empty_at(now)), 0)
+    }
+}
+
+impl Spec for SlidingWindow {
+    type Model = SlidingWindowModel;
+
+    /// At most the amount in every aligned window the span touches.
+    fn most_admitted_in(&self, span_us: u64) -> u64 {
+        self.limit() * (span_us / self.period_us() + 2)
+    }
+
+    fn worked_examples() -> Vec<Example<Self>> {
+        vec![Example {
+            algorithm: SlidingWindow::new(Rate::per_second(4)).unwrap(),
+            start: EPOCH + Duration::from_millis(500),
+            steps: vec![
+                (0, 4, allowed(4, 0, 1_500 * MS, 0)),
+                // The four weigh at most three a quarter into the next window.
+                (0, 1, denied(4, 0, 750 * MS, 1_500 * MS)),
+                (750 * MS, 1, allowed(4, 0, 1_750 * MS, 0)),
+                (0, 0, allowed(4, 0, 1_750 * MS, 0)),
+                // Half way: 4 × 1/2 + 1 = 3, so one fits, and two once the four weigh one.
+                (250 * MS, 2, denied(4, 1, 250 * MS, 1_500 * MS)),
+                (0, 1, allowed(4, 0, 1_500 * MS, 0)),
+                // Two windows on, nothing is left to weigh.
+                (1_500 * MS, 0, allowed(4, 4, 0, 0)),
+            ],
+        }]
+    }
+
+    fn model(&self) -> SlidingWindowModel {
+        SlidingWindowModel::new(self.limit(), self.period_us())
+    }
+
+    fn model_after(&self, written: &SlidingWindowModel) -> SlidingWindowModel {
+        // The state holds the writer's counts as of its last admission;
+        // before the writer ever admitted, whatever it carried itself.
+        SlidingWindowModel { carried: written.recorded().or(written.carried), ..self.model() }
+    }
+
+    fn try_new(_: u64, rate: Rate) -> tollgate::Result<Self> {
+        SlidingWindow::new(rate)
+    }
+
+    fn period_us(&self) -> u64 {
+        period_us_of(self.rate())
+    }
+
+    /// The whole amount, asked for just after a window that admitted
+    /// anything began, waits for the window after next.
+    fn longest_wait_us(&self) -> u64 {
+        2 * self.period_us()
+    }
+
+    fn everyday() -> BoxedStrategy<Self> {
+        (1..=12_u64, everyday_period_us()).prop_map(|(amount, period)| Self::new(rate(amount, period)).unwrap()).boxed()
+    }
+
+    fn at_the_edge() -> BoxedStrategy<Self> {
+        (1..=1_u64 << 20, 1_u64 << 33..=1 << 52)
+            .prop_map(|(amount, period)| Self::new(rate(amount, period.min((1 << 53) / amount))).unwrap())
+            .boxed()
+    }
+
+    /// At each admission, the weighted count (its own cost included) is at
+    /// most the amount; and in any interval of one period, at most
+    /// `2 × amount - ⌈2 × amount / period⌉` are admitted (for a period of
+    /// 2 µs or more; of 1 µs, an interval is one window): the bound the docs
+    /// give, which the sliding log's `amount` is to be compared with.
+    fn keeps_its_promise(&self, admitted: &[(u64, u64, u64)]) -> Result<(), String> {
+        let (amount, period) = (u128::from(self.limit()), self.period_us());
+        let most_in_a_period =
+            if period == 1 { self.limit() } else { 2 * self.limit() - (2 * self.limit()).div_ceil(period) };
+        for &(at, _, _) in admitted {
+            let start = at / period * period;
+            let previous = u128::from(admitted_between(admitted, start.saturating_sub(period), start));
+            let current = u128::from(admitted_between(admitted, start, at + 1));
+            let overlap = u128::from(start + period - at);
+            if previous * overlap + current * u128::from(period) > amount * u128::from(period) {
+                return Err(format!("a weighted count of {previous} × {overlap} / {period} + {current} at {at}"));
+            }
+            let total = admitted_between(admitted, at, at + period);
+            if total > most_in_a_period {
+                return Err(format!("{total} admitted in one period from {at}, more than {most_in_a_period}"));
             }
         }
         Ok(())
