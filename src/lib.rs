@@ -65,4 +65,4 @@ pub use rate::Rate;
 #[cfg(feature = "cluster")]
 pub use redis_backend::ClusterConnection;
 #[cfg(feature = "redis")]
-pub use redis_backend::{FailurePolicy, Redis, RedisBuilder};
+pub use redis_backend::{BreakerHealth, BreakerState, CircuitBreaker, FailurePolicy, Health, Redis, RedisBuilder};
