@@ -18,4 +18,6 @@ mod load;
 mod middleware;
 mod models_match;
 #[cfg(feature = "redis")]
+mod outages;
+#[cfg(feature = "redis")]
 mod redis_backend;

@@ -246,6 +246,37 @@ impl Cluster {
         self.wait_until_answering(index).await.expect("the restarted node answers");
     }
 
+    /// `host:port` of node `index`, as the cluster names it.
+    pub fn address(&self, index: usize) -> String {
+        self.nodes[index].address()
+    }
+
+    /// The node that replicates master `index`.
+    pub async fn replica_of(&self, master: usize) -> usize {
+        let view = self.any_view().await;
+        let address = self.nodes[master].address();
+        let id = &view.iter().find(|line| line.address == address).expect("the master is known").id;
+        let replica = view.iter().find(|line| &line.master_id == id).expect("every master has a replica");
+        self.index_of(replica)
+    }
+
+    /// CONFIG SET `name` `value` on every running node.
+    pub async fn configure(&mut self, name: &str, value: &str) {
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].exited() {
+                continue;
+            }
+            let mut connection = self.node(index).await.expect("connect to a node");
+            let () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(name)
+                .arg(value)
+                .query_async(&mut connection)
+                .await
+                .expect("CONFIG SET");
+        }
+    }
+
     /// SCRIPT FLUSH on every running node, so every EVALSHA meets NOSCRIPT.
     pub async fn flush_scripts(&mut self) {
         for index in 0..self.nodes.len() {
