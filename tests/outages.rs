@@ -199,7 +199,7 @@ async fn a_frozen_server_opens_the_breaker_then_200_checks_take_under_a_second_a
     warm_up(&limiter).await;
 
     server.pause();
-    // Timeouts sent a timeout apart: about three checks of 100 ms each.
+    // Timeouts sent two timeouts apart: three checks of 100 ms each.
     let opened = until_open(&limiter, "k", Duration::from_secs(5)).await;
     eprintln!("SIGSTOP: the breaker opened after {opened:?}");
     let (took, slowest) = time_checks(&limiter, 200, unavailable).await;

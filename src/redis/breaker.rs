@@ -29,13 +29,13 @@ use crate::error::invalid;
 /// - or when [`failures_to_open`](Self::failures_to_open) calls in a row
 ///   (default 3) have timed out or lost their connection, with nothing
 ///   answered in between, and the first and the last of them were *sent* at
-///   least one check timeout apart.
+///   least twice the check timeout apart (and at least 200 ms apart).
 ///
 /// The second rule is what keeps a busy Redis closed: when a loaded machine
 /// stalls, every call then in flight times out together, but those calls
 /// were all sent within one timeout of each other, and the calls sent after
-/// the stall are answered. It takes Redis saying nothing for about two
-/// timeouts while it is being asked (200 ms at the default 100 ms timeout).
+/// the stall are answered. It takes Redis saying nothing for about three
+/// timeouts while it is being asked (300 ms at the default 100 ms timeout).
 /// Any answer from Redis, an error reply included, starts the count afresh.
 ///
 /// **While it is open**, checks do not touch the network: the failure policy
@@ -101,8 +101,8 @@ impl CircuitBreaker {
 
     /// How many calls in a row must time out or lose their connection to
     /// open the breaker (default 3). The first and the last of them must have
-    /// been sent at least one check timeout apart, so it is at least 2. A
-    /// refused connection opens it whatever this says.
+    /// been sent at least twice the check timeout apart, so it is at least 2.
+    /// A refused connection opens it whatever this says.
     pub const fn failures_to_open(mut self, failures: u32) -> Self {
         self.failures_to_open = failures;
         self
@@ -125,7 +125,7 @@ impl CircuitBreaker {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.failures_to_open < 2 {
             return Err(invalid(format!(
-                "a circuit breaker opens after failures sent a timeout apart, so at least 2, not {}",
+                "a circuit breaker opens after failures sent two timeouts apart, so at least 2, not {}",
                 self.failures_to_open
             )));
         }
@@ -236,12 +236,18 @@ enum State {
     Open { since: Instant, next_probe: Instant, backoff: Duration, probing: bool },
 }
 
+/// The least time between the sending of the first and the last of the
+/// failures that open a breaker: with a short check timeout, a busy machine
+/// can stall for several timeouts.
+const MIN_SPREAD: Duration = Duration::from_millis(200);
+
 /// The breaker's rules, with no clock and no I/O: every method is given
 /// `now`.
 #[derive(Debug)]
 pub(crate) struct Machine {
     failures_to_open: u32,
-    /// How far apart the failures must have been sent: the check timeout.
+    /// How far apart the failures must have been sent: twice the check
+    /// timeout, and at least [`MIN_SPREAD`].
     spread: Duration,
     first_backoff: Duration,
     max_backoff: Duration,
@@ -256,7 +262,7 @@ impl Machine {
     pub(crate) fn new(config: &CircuitBreaker, timeout: Duration, now: Instant, seed: u64) -> Self {
         Self {
             failures_to_open: config.failures_to_open.max(2),
-            spread: timeout,
+            spread: timeout.saturating_mul(2).max(MIN_SPREAD),
             first_backoff: config.first_backoff,
             max_backoff: config.max_backoff.max(config.first_backoff),
             state: State::Closed { failures: 0, first_sent: now, last_sent: now },
@@ -542,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_sent_a_timeout_apart_open_it() {
+    fn timeouts_sent_two_timeouts_apart_open_it() {
         let start = Instant::now();
         let mut breaker = machine(CircuitBreaker::new(), start);
         // One caller, one call at a time: sent at 0, 100 and 200 ms, each
@@ -596,9 +602,20 @@ mod tests {
 
         let mut eager = machine(CircuitBreaker::new().failures_to_open(2), start);
         assert_eq!(eager.record(start, start + ms(100), Outcome::Failed), None);
-        // Two sent less than a timeout apart: maybe one stall.
-        assert_eq!(eager.record(start + ms(99), start + ms(199), Outcome::Failed), None);
-        assert!(eager.record(start + ms(100), start + ms(200), Outcome::Failed).is_some());
+        // Two sent less than two timeouts apart: maybe one stall.
+        assert_eq!(eager.record(start + ms(199), start + ms(299), Outcome::Failed), None);
+        assert!(eager.record(start + ms(200), start + ms(300), Outcome::Failed).is_some());
+    }
+
+    #[test]
+    fn with_a_short_timeout_the_failures_must_still_span_200_ms() {
+        let start = Instant::now();
+        let mut breaker = Machine::new(&CircuitBreaker::new(), ms(10), start, 1);
+        for n in 0..19 {
+            let sent = start + ms(10) * n;
+            assert_eq!(breaker.record(sent, sent + ms(10), Outcome::Failed), None, "call {n}");
+        }
+        assert!(breaker.record(start + ms(200), start + ms(210), Outcome::Failed).is_some());
     }
 
     #[test]
@@ -653,10 +670,10 @@ mod tests {
         breaker.record(start + ms(250), start + ms(251), Outcome::Refused);
         breaker.start_probe(start + ms(300), TIMEOUT);
         breaker.finish_probe(start + ms(301), true);
-        // Two more failures, a timeout apart: without the two before the
+        // Two more failures, two timeouts apart: without the two before the
         // opening, that is not three.
         assert_eq!(breaker.record(start + ms(400), start + ms(500), Outcome::Failed), None);
-        assert_eq!(breaker.record(start + ms(500), start + ms(600), Outcome::Failed), None);
+        assert_eq!(breaker.record(start + ms(600), start + ms(700), Outcome::Failed), None);
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
