@@ -164,7 +164,9 @@ impl Cluster {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        cluster.wait_until_healthy().await;
+        // A cluster that never agrees (a port taken by another process
+        // meanwhile, a node that lost the handshake) is tried again anew.
+        cluster.healthy_within(PATIENCE).await?;
         Ok(cluster)
     }
 
@@ -364,11 +366,19 @@ impl Cluster {
     /// slots served, every node sees the same nodes, roles and slots, no
     /// slot is open, and every replica is in sync with its master.
     pub async fn wait_until_healthy(&self) {
-        let deadline = Instant::now() + PATIENCE;
+        if let Err(problem) = self.healthy_within(PATIENCE).await {
+            panic!("the cluster never became healthy: {problem}");
+        }
+    }
+
+    /// Waits until the cluster is healthy, or says what is still wrong
+    /// after `patience`.
+    async fn healthy_within(&self, patience: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + patience;
         loop {
             match self.health().await {
-                Ok(()) => return,
-                Err(problem) if Instant::now() > deadline => panic!("the cluster never became healthy: {problem}"),
+                Ok(()) => return Ok(()),
+                Err(problem) if Instant::now() > deadline => return Err(problem),
                 Err(_) => tokio::time::sleep(POLL).await,
             }
         }
