@@ -40,6 +40,24 @@ pub enum Error {
     #[error("the backend did not answer within {0:?}")]
     Timeout(Duration),
 
+    /// The backend was not asked: its circuit breaker is open, because the
+    /// backend (for Redis Cluster, the master holding the key) has been
+    /// failing, so tollgate answers at once rather than wait out another
+    /// timeout. One probe at a time looks for the backend; once it answers,
+    /// checks go to it again.
+    ///
+    /// Returned by checks under
+    /// [`FailurePolicy::ReturnError`](crate::FailurePolicy::ReturnError), and
+    /// by resets whatever the policy.
+    #[error("{backend} is unavailable: its circuit breaker is open, and the next probe is due in {retry_in:?}")]
+    Unavailable {
+        /// Which backend: `"redis"`.
+        backend: &'static str,
+        /// How long until the breaker next probes the backend (never zero):
+        /// no answer can change before then.
+        retry_in: Duration,
+    },
+
     /// The backend answered with something tollgate does not understand.
     #[error("unexpected reply from the backend: {0}")]
     UnexpectedReply(String),

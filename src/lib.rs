@@ -60,7 +60,7 @@ mod redis;
 #[cfg(feature = "cluster")]
 pub use self::redis::ClusterConnection;
 #[cfg(feature = "redis")]
-pub use self::redis::{FailurePolicy, Redis, RedisBuilder};
+pub use self::redis::{BreakerHealth, BreakerState, CircuitBreaker, FailurePolicy, Health, Redis, RedisBuilder};
 pub use algorithm::all::*;
 pub use algorithm::{Algorithm, Limit};
 /// The attribute macro that implementing [`RateLimiter`] takes, re-exported

@@ -38,7 +38,9 @@ enum Answer {
 fn answer(policy: FailurePolicy, outcome: &Result<Decision, Error>) -> Answer {
     match (policy, outcome) {
         (_, Ok(decision)) if decision.is_allowed() && decision.remaining() < LIMIT => Answer::Limited,
-        (FailurePolicy::ReturnError, Err(Error::Backend { .. } | Error::Timeout(_))) => Answer::Policy,
+        (FailurePolicy::ReturnError, Err(Error::Backend { .. } | Error::Timeout(_) | Error::Unavailable { .. })) => {
+            Answer::Policy
+        }
         (FailurePolicy::Allow, Ok(decision)) if decision.is_allowed() && decision.remaining() == LIMIT => {
             Answer::Policy
         }
@@ -95,7 +97,7 @@ fn load(
 }
 
 async fn limiter_per_policy(deployment: &impl Deployment, test: &str) -> Vec<(FailurePolicy, Arc<dyn RateLimiter>)> {
-    let mut limiters = Vec::new();
+    let mut limiters: Vec<(FailurePolicy, Arc<dyn RateLimiter>)> = Vec::new();
     for policy in POLICIES {
         let builder = Redis::builder(TokenBucket::new(LIMIT, Rate::per_hour(1)).unwrap())
             .prefix(format!("{test}:{policy:?}:"))

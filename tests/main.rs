@@ -18,6 +18,8 @@ mod load;
 mod middleware;
 mod models_match;
 #[cfg(feature = "redis")]
+mod outages;
+#[cfg(feature = "redis")]
 mod redis_backend;
 #[cfg(feature = "redis")]
 mod shared_state;

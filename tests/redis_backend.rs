@@ -325,7 +325,10 @@ async fn with_redis_down(policy: FailurePolicy, expect_while_down: impl Fn(&str,
 async fn return_error_fails_within_the_timeout_and_recovers() {
     with_redis_down(FailurePolicy::ReturnError, |attempt, outcome| {
         let error = outcome.unwrap_err();
-        assert!(matches!(error, Error::Backend { .. } | Error::Timeout(_)), "{attempt}: {error}");
+        assert!(
+            matches!(error, Error::Backend { .. } | Error::Timeout(_) | Error::Unavailable { .. }),
+            "{attempt}: {error}"
+        );
     })
     .await;
 }

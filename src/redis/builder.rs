@@ -5,15 +5,13 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 
+use super::breaker::CircuitBreaker;
+use super::guard::Guard;
 use super::{FailurePolicy, Inner, Redis, scripts};
 use crate::algorithm::Algorithm;
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::{invalid, redis_error};
-use crate::{InMemory, Result};
-
-/// How long a connection manager waits between attempts to reconnect, at
-/// most: after Redis comes back, checks succeed again within about this.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(500);
+use crate::{Error, InMemory, Result};
 
 /// Builds a [`Redis`] limiter: [`Redis::builder`], the options, then
 /// [`connect`](Self::connect) or [`build`](Self::build).
@@ -37,7 +35,9 @@ pub struct RedisBuilder<A: Algorithm> {
     algorithm: A,
     prefix: String,
     pub(super) timeout: Duration,
-    failure_policy: FailurePolicy,
+    pub(super) connect_timeout: Duration,
+    pub(super) failure_policy: FailurePolicy,
+    circuit_breaker: CircuitBreaker,
     client_clock: Option<Arc<dyn Clock>>,
 }
 
@@ -48,12 +48,17 @@ impl<A: Algorithm> RedisBuilder<A> {
     /// The per-call timeout used when none is given.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 
+    /// The connect timeout used when none is given.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
     pub(super) fn new(algorithm: A) -> Self {
         Self {
             algorithm,
             prefix: Self::DEFAULT_PREFIX.to_owned(),
             timeout: Self::DEFAULT_TIMEOUT,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             failure_policy: FailurePolicy::default(),
+            circuit_breaker: CircuitBreaker::new(),
             client_clock: None,
         }
     }
@@ -78,10 +83,28 @@ impl<A: Algorithm> RedisBuilder<A> {
         self
     }
 
-    /// What a check answers when Redis fails (default
-    /// [`FailurePolicy::ReturnError`]).
+    /// How long one attempt to open a connection may take, the handshake
+    /// included (default 1 s): it bounds [`connect`](Self::connect) and
+    /// [`connect_cluster`](Self::connect_cluster), against a closed port and
+    /// a server that never answers alike, and each reconnection after.
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// What a check answers when Redis fails, or while the circuit breaker
+    /// is open (default [`FailurePolicy::ReturnError`]).
     pub fn failure_policy(mut self, failure_policy: FailurePolicy) -> Self {
         self.failure_policy = failure_policy;
+        self
+    }
+
+    /// The circuit breaker that answers checks at once while Redis is away
+    /// (default [`CircuitBreaker::new`]: on; [`CircuitBreaker::disabled`]
+    /// turns it off). See [`CircuitBreaker`] for when it opens and how it
+    /// closes.
+    pub fn circuit_breaker(mut self, circuit_breaker: CircuitBreaker) -> Self {
+        self.circuit_breaker = circuit_breaker;
         self
     }
 
@@ -99,19 +122,25 @@ impl<A: Algorithm> RedisBuilder<A> {
 
     /// Opens a connection to `url` (such as `redis://127.0.0.1:6379`) and
     /// builds the limiter on it: a [`ConnectionManager`], which multiplexes
-    /// concurrent checks on one connection and reconnects by itself after
-    /// Redis restarts (retrying at most every 500 ms).
+    /// concurrent checks on one connection and connects again when it is
+    /// lost (one attempt at a time, each bounded by the
+    /// [connect timeout](Self::connect_timeout); while Redis is away, the
+    /// circuit breaker's probes pace the attempts).
+    ///
+    /// Connecting takes at most the connect timeout (default 1 s), against a
+    /// closed port and a server that never answers alike. When Redis cannot
+    /// be reached, a limiter with a failure policy other than
+    /// [`FailurePolicy::ReturnError`] is returned all the same: its circuit
+    /// breaker starts open, so its checks follow the policy at once, and it
+    /// uses Redis as soon as a probe finds it on that address.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) as
-    /// [`build`](Self::build) (checked before connecting), and
-    /// [`Error::Backend`](crate::Error::Backend) for a bad URL or a server that
-    /// cannot be reached, after the connection manager's retries (about 3 s
-    /// for a closed port on loopback). To start while Redis is down and let
-    /// the failure policy answer until it is up, [`build`](Self::build) on
-    /// a connection manager made with
-    /// [`ConnectionManager::new_lazy_with_config`] instead.
+    /// [`Error::InvalidConfig`] as [`build`](Self::build) (checked before
+    /// connecting), and [`Error::Backend`] for a bad URL, whatever the
+    /// policy. With [`FailurePolicy::ReturnError`], also [`Error::Backend`]
+    /// when Redis cannot be reached (a refused connection fails at once) and
+    /// [`Error::Timeout`] when it did not answer within the connect timeout.
     ///
     /// # Cancel safety
     ///
@@ -120,10 +149,26 @@ impl<A: Algorithm> RedisBuilder<A> {
     pub async fn connect(self, url: &str) -> Result<Redis<A>> {
         self.validate()?;
         let client = redis::Client::open(url).map_err(redis_error)?;
-        let config =
-            ConnectionManagerConfig::new().set_max_delay(MAX_RECONNECT_DELAY).set_response_timeout(Some(self.timeout));
-        let connection = ConnectionManager::new_with_config(client, config).await.map_err(redis_error)?;
-        self.build(connection)
+        // One attempt per connection: a closed port is refused at once, and
+        // the circuit breaker paces the attempts while Redis is away.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.timeout));
+        let connecting = ConnectionManager::new_with_config(client.clone(), config.clone());
+        let error = match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(connection)) => return self.build(connection),
+            Ok(Err(error)) if error.is_timeout() => Error::Timeout(self.connect_timeout),
+            Ok(Err(error)) => redis_error(error),
+            Err(_) => Error::Timeout(self.connect_timeout),
+        };
+        if self.failure_policy == FailurePolicy::ReturnError {
+            return Err(error);
+        }
+        let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(redis_error)?;
+        let limiter = self.build(connection)?;
+        limiter.inner.guard.open_unreachable(&limiter.connection);
+        Ok(limiter)
     }
 
     /// Builds the limiter on `connection`: any cheaply cloned async
@@ -131,10 +176,15 @@ impl<A: Algorithm> RedisBuilder<A> {
     /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection) or a
     /// cluster connection. Each call clones it, so concurrent checks share it.
     ///
+    /// The [circuit breaker](CircuitBreaker) probes `connection` with `PING`
+    /// (on a [`ClusterConnection`](super::ClusterConnection), each master
+    /// has a breaker, probed with `EXISTS` on a key it serves).
+    ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a prefix
-    /// containing `{` or `}`, or a zero timeout.
+    /// [`Error::InvalidConfig`] for a prefix containing `{` or `}`, a zero
+    /// timeout or connect timeout, or circuit breaker settings that
+    /// [`CircuitBreaker`] rejects.
     pub fn build<C>(self, connection: C) -> Result<Redis<A, C>>
     where
         C: ConnectionLike + Clone + Send + Sync + 'static,
@@ -145,7 +195,9 @@ impl<A: Algorithm> RedisBuilder<A> {
             let clock = self.client_clock.clone().unwrap_or_else(|| Arc::new(MonotonicClock::new()));
             InMemory::with_clock(self.algorithm.clone(), clock)
         });
+        let guard = Guard::new(&self.circuit_breaker, self.timeout, &self.prefix, &connection);
         let inner = Inner {
+            guard,
             algorithm: self.algorithm,
             lua: scripts::script(&limit),
             config: scripts::config(&limit),
@@ -169,6 +221,9 @@ impl<A: Algorithm> RedisBuilder<A> {
         if self.timeout.is_zero() {
             return Err(invalid("the Redis timeout must be more than zero"));
         }
-        Ok(())
+        if self.connect_timeout.is_zero() {
+            return Err(invalid("the Redis connect timeout must be more than zero"));
+        }
+        self.circuit_breaker.validate()
     }
 }

@@ -4,9 +4,11 @@
 //! key per (limiter, user key): the same step as the in-memory backend, so
 //! the two decide alike.
 
+mod breaker;
 mod builder;
 #[cfg(feature = "cluster")]
 mod cluster;
+mod guard;
 mod policy;
 mod reply;
 mod scripts;
@@ -18,9 +20,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager};
 
+pub use self::breaker::{BreakerHealth, BreakerState, CircuitBreaker, Health};
 pub use self::builder::RedisBuilder;
 #[cfg(feature = "cluster")]
 pub use self::cluster::ClusterConnection;
+use self::guard::Guard;
 pub use self::policy::FailurePolicy;
 use crate::algorithm::{Algorithm, check_cost};
 use crate::clock::{Clock, micros};
@@ -38,6 +42,11 @@ use crate::{Decision, Error, InMemory, RateLimiter, Result};
 ///
 /// Runs on Tokio, with timers enabled (as `#[tokio::main]` does): each call
 /// is bounded by [`tokio::time::timeout`].
+///
+/// A [circuit breaker](CircuitBreaker), on by default, stops calling Redis
+/// while it is away: checks are then answered by the
+/// [failure policy](FailurePolicy) at once, and [`health`](Self::health)
+/// says so.
 ///
 /// ```no_run
 /// use tollgate::{FixedWindow, Rate, RateLimiter, Redis};
@@ -61,6 +70,7 @@ pub struct Redis<A: Algorithm, C = ConnectionManager> {
 /// What clones share.
 #[derive(Debug)]
 struct Inner<A: Algorithm> {
+    guard: Guard,
     algorithm: A,
     lua: &'static scripts::Lua,
     config: Vec<u64>,
@@ -106,6 +116,18 @@ impl<A: Algorithm, C> Redis<A, C> {
     /// What a check answers when Redis fails.
     pub fn failure_policy(&self) -> FailurePolicy {
         self.inner.failure_policy
+    }
+
+    /// The state of the limiter's circuit breakers, for a readiness probe:
+    /// [`Health::is_up`] is false while any is open, that is while checks (of
+    /// some keys, on a cluster) are answered by the failure policy without
+    /// reaching Redis. Reads a few atomics and locks; does no I/O.
+    ///
+    /// The breakers' probes run whether or not checks come, so a process
+    /// that a readiness probe has taken out of traffic still sees Redis come
+    /// back.
+    pub fn health(&self) -> Health {
+        self.inner.guard.health()
     }
 }
 
@@ -161,8 +183,9 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     ///
     /// [`Error::CostTooHigh`] before any call to Redis. Then, with
     /// [`FailurePolicy::ReturnError`], [`Error::Backend`], [`Error::Timeout`]
-    /// or [`Error::UnexpectedReply`]; the other policies answer with a
-    /// decision instead.
+    /// or [`Error::UnexpectedReply`], and [`Error::Unavailable`] at once,
+    /// without calling Redis, while the circuit breaker is open; the other
+    /// policies answer with a decision instead.
     ///
     /// # Cancel safety
     ///
@@ -171,11 +194,21 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     async fn check_n(&self, key: &str, cost: u64) -> Result<Decision> {
         let inner = &*self.inner;
         check_cost(&inner.algorithm, cost)?;
-        let error = match self.decide(key, cost).await {
-            Ok(decision) => return Ok(decision),
-            // State that makes no sense is not an outage: no policy guesses on it.
-            Err(error @ Error::InvalidState { .. }) => return Err(error),
-            Err(error) => error,
+        let error = match inner.guard.admit(|| self.redis_key(key)) {
+            Ok(pass) => {
+                let result = self.decide(key, cost).await;
+                inner.guard.record(pass, &result, &self.connection);
+                match result {
+                    Ok(decision) => return Ok(decision),
+                    // State that makes no sense is not an outage: no policy guesses on it.
+                    Err(error @ Error::InvalidState { .. }) => return Err(error),
+                    Err(error) => error,
+                }
+            }
+            Err(unavailable) => {
+                yield_now_and_then().await;
+                unavailable
+            }
         };
         if let Some(decision) = inner.failure_policy.fixed_decision(inner.algorithm.limit()) {
             return Ok(decision);
@@ -191,8 +224,10 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     ///
     /// # Errors
     ///
-    /// [`Error::Backend`] or [`Error::Timeout`], whatever the failure policy: a
-    /// reset is not a decision, and the caller should know it did not happen.
+    /// [`Error::Backend`] or [`Error::Timeout`], and [`Error::Unavailable`]
+    /// at once while the circuit breaker is open, whatever the failure
+    /// policy: a reset is not a decision, and the caller should know it did
+    /// not happen.
     ///
     /// # Cancel safety
     ///
@@ -202,14 +237,32 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
         if let Some(fallback) = &inner.fallback {
             fallback.reset_sync(key);
         }
+        let redis_key = self.redis_key(key);
+        let pass = match inner.guard.admit(|| redis_key.clone()) {
+            Ok(pass) => pass,
+            Err(unavailable) => {
+                yield_now_and_then().await;
+                return Err(unavailable);
+            }
+        };
         let mut connection = self.connection.clone();
         let mut delete = redis::cmd("DEL");
-        delete.arg(self.redis_key(key));
-        match tokio::time::timeout(inner.timeout, delete.exec_async(&mut connection)).await {
+        delete.arg(&redis_key);
+        let result = match tokio::time::timeout(inner.timeout, delete.exec_async(&mut connection)).await {
             Ok(result) => result.map_err(redis_error),
             Err(_) => Err(Error::Timeout(inner.timeout)),
-        }
+        };
+        inner.guard.record(pass, &result, &self.connection);
+        result
     }
+}
+
+/// Gives the executor its turn now and then (when the task's cooperative
+/// budget runs out): a call answered by an open breaker touches no socket,
+/// so without this a task checking in a loop would never yield, and could
+/// starve the others, the breaker's probes among them.
+async fn yield_now_and_then() {
+    tokio::task::coop::consume_budget().await;
 }
 
 #[cfg(test)]

@@ -164,7 +164,9 @@ impl Cluster {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        cluster.wait_until_healthy().await;
+        // A cluster that never agrees (a port taken by another process
+        // meanwhile, a node that lost the handshake) is tried again anew.
+        cluster.healthy_within(PATIENCE).await?;
         Ok(cluster)
     }
 
@@ -244,6 +246,37 @@ impl Cluster {
         self.nodes[index].kill();
         self.nodes[index].spawn().expect("respawn redis-server");
         self.wait_until_answering(index).await.expect("the restarted node answers");
+    }
+
+    /// `host:port` of node `index`, as the cluster names it.
+    pub fn address(&self, index: usize) -> String {
+        self.nodes[index].address()
+    }
+
+    /// The node that replicates master `index`.
+    pub async fn replica_of(&self, master: usize) -> usize {
+        let view = self.any_view().await;
+        let address = self.nodes[master].address();
+        let id = &view.iter().find(|line| line.address == address).expect("the master is known").id;
+        let replica = view.iter().find(|line| &line.master_id == id).expect("every master has a replica");
+        self.index_of(replica)
+    }
+
+    /// CONFIG SET `name` `value` on every running node.
+    pub async fn configure(&mut self, name: &str, value: &str) {
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].exited() {
+                continue;
+            }
+            let mut connection = self.node(index).await.expect("connect to a node");
+            let () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(name)
+                .arg(value)
+                .query_async(&mut connection)
+                .await
+                .expect("CONFIG SET");
+        }
     }
 
     /// SCRIPT FLUSH on every running node, so every EVALSHA meets NOSCRIPT.
@@ -333,11 +366,19 @@ impl Cluster {
     /// slots served, every node sees the same nodes, roles and slots, no
     /// slot is open, and every replica is in sync with its master.
     pub async fn wait_until_healthy(&self) {
-        let deadline = Instant::now() + PATIENCE;
+        if let Err(problem) = self.healthy_within(PATIENCE).await {
+            panic!("the cluster never became healthy: {problem}");
+        }
+    }
+
+    /// Waits until the cluster is healthy, or says what is still wrong
+    /// after `patience`.
+    async fn healthy_within(&self, patience: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + patience;
         loop {
             match self.health().await {
-                Ok(()) => return,
-                Err(problem) if Instant::now() > deadline => panic!("the cluster never became healthy: {problem}"),
+                Ok(()) => return Ok(()),
+                Err(problem) if Instant::now() > deadline => return Err(problem),
                 Err(_) => tokio::time::sleep(POLL).await,
             }
         }

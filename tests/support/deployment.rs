@@ -7,13 +7,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
-use tollgate::{Algorithm, ManualClock, RateLimiter, Redis, RedisBuilder};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use tollgate::{Algorithm, Health, ManualClock, RateLimiter, Redis, RedisBuilder};
 
 #[cfg(feature = "cluster")]
 use super::cluster::Cluster;
 use super::redis_server::RedisServer;
 use crate::conformance::Backend;
+
+/// A limiter whose circuit breakers a test can read: a [`Redis`] limiter,
+/// on whatever connection.
+pub(crate) trait Watched: RateLimiter {
+    fn health(&self) -> Health;
+}
+
+impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Watched for Redis<A, C> {
+    fn health(&self) -> Health {
+        Redis::health(self)
+    }
+}
 
 /// Where limiters keep their state, and the faults a test can inflict on it.
 pub(crate) trait Deployment {
@@ -21,7 +33,7 @@ pub(crate) trait Deployment {
     fn name(&self) -> &'static str;
 
     /// `builder`'s limiter, connected to this deployment.
-    async fn limiter<A: Algorithm>(&self, builder: RedisBuilder<A>) -> Arc<dyn RateLimiter>;
+    async fn limiter<A: Algorithm>(&self, builder: RedisBuilder<A>) -> Arc<dyn Watched>;
 
     /// kill -9 the server (on a cluster: the master) that holds `redis_key`.
     async fn kill_holder_of(&mut self, redis_key: &str);
@@ -57,7 +69,7 @@ impl Deployment for Single {
         "redis"
     }
 
-    async fn limiter<A: Algorithm>(&self, builder: RedisBuilder<A>) -> Arc<dyn RateLimiter> {
+    async fn limiter<A: Algorithm>(&self, builder: RedisBuilder<A>) -> Arc<dyn Watched> {
         Arc::new(builder.connect(&self.server.url()).await.expect("connect to redis-server"))
     }
 
@@ -103,7 +115,7 @@ impl Deployment for OnCluster {
         "cluster"
     }
 
-    async fn limiter<A: Algorithm>(&self, builder: RedisBuilder<A>) -> Arc<dyn RateLimiter> {
+    async fn limiter<A: Algorithm>(&self, builder: RedisBuilder<A>) -> Arc<dyn Watched> {
         Arc::new(builder.connect_cluster(self.cluster.urls()).await.expect("connect to the cluster"))
     }
 
@@ -180,7 +192,7 @@ impl<D: Deployment> Backend for Conformance<D> {
         count: usize,
     ) -> Vec<Arc<dyn RateLimiter>> {
         let prefix = format!("conformance:{}:", self.prefixes.fetch_add(1, Ordering::Relaxed));
-        let mut limiters = Vec::with_capacity(count);
+        let mut limiters: Vec<Arc<dyn RateLimiter>> = Vec::with_capacity(count);
         for _ in 0..count {
             let mut builder = Redis::builder(algorithm.clone()).prefix(&prefix).timeout(Duration::from_secs(5));
             if let Some(clock) = &clock {

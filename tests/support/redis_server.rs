@@ -51,6 +51,24 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server with SIGSTOP: it keeps its port and its
+    /// connections (the kernel still accepts new ones) but answers nothing
+    /// until [`resume`](Self::resume).
+    pub(crate) fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Wakes a [`pause`](Self::pause)d server with SIGCONT.
+    pub(crate) fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server is running");
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+        assert!(status.is_ok_and(|status| status.success()), "kill -{signal} {} failed", child.id());
+    }
+
     /// Starts the server again on the same port, empty.
     pub(crate) fn restart(&mut self) {
         self.stop();
