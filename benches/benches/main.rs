@@ -2,14 +2,19 @@
 //!
 //! `cargo bench --bench benches -- memory/` runs the in-memory store against
 //! governor; `cargo bench --features redis --bench benches -- redis/` the
-//! Redis backend against raw EVALSHA. See docs/benchmarks.md for the figures
-//! and the exact commands.
+//! Redis backend against raw EVALSHA; `cargo bench --features tower --bench
+//! benches -- middleware/` the tower middleware in an axum router against
+//! static headers and tower_governor. See docs/benchmarks.md (and
+//! docs/middleware.md for the middleware) for the figures and the exact
+//! commands.
 
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod memory;
+#[cfg(feature = "tower")]
+mod middleware;
 #[cfg(feature = "redis")]
 mod redis_backend;
 
@@ -24,6 +29,14 @@ fn config() -> Criterion {
         .without_plots()
 }
 
+/// The middleware benches, when the middleware is built.
+fn middleware(c: &mut Criterion) {
+    #[cfg(feature = "tower")]
+    middleware::benches(c);
+    #[cfg(not(feature = "tower"))]
+    let _ = c;
+}
+
 /// The Redis benches, when the backend is built.
 fn redis(c: &mut Criterion) {
     #[cfg(feature = "redis")]
@@ -35,6 +48,6 @@ fn redis(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = memory::benches, redis
+    targets = memory::benches, redis, middleware
 }
 criterion_main!(benches);
