@@ -176,19 +176,28 @@ fn parse(file: &Path) -> Result<(u64, u64)> {
     for line in text.lines() {
         if let Some(total) = line.strip_prefix("totals:").or_else(|| line.strip_prefix("summary:")) {
             instructions = Some(total.split_whitespace().next().unwrap_or("0").parse()?);
-        } else if let Some(callee) = line.strip_prefix("cfn=") {
-            // `cfn=(id) name` the first time a function is named, `cfn=(id)` after.
-            let (id, name) = callee.split_once(' ').unwrap_or((callee, ""));
-            if name == "malloc" {
-                malloc_ids.push(id.to_owned());
-            }
-            calling_malloc = malloc_ids.iter().any(|known| known == id);
-        } else if let Some(calls) = line.strip_prefix("calls=") {
-            if calling_malloc {
-                mallocs += calls.split_whitespace().next().unwrap_or("0").parse::<u64>()?;
-            }
-            calling_malloc = false;
+            continue;
         }
+        // Functions are named once, `fn=(id) name` or `cfn=(id) name`, and
+        // by `(id)` alone after that.
+        let (function, callee) = match (line.strip_prefix("fn="), line.strip_prefix("cfn=")) {
+            (Some(function), _) => (function, false),
+            (_, Some(function)) => (function, true),
+            _ => {
+                if let Some(calls) = line.strip_prefix("calls=")
+                    && calling_malloc
+                {
+                    mallocs += calls.split_whitespace().next().unwrap_or("0").parse::<u64>()?;
+                }
+                calling_malloc = false;
+                continue;
+            }
+        };
+        let (id, name) = function.split_once(' ').unwrap_or((function, ""));
+        if name == "malloc" {
+            malloc_ids.push(id.to_owned());
+        }
+        calling_malloc = callee && malloc_ids.iter().any(|known| known == id);
     }
     Ok((instructions.ok_or_else(|| format!("no totals in {}", file.display()))?, mallocs))
 }
