@@ -41,7 +41,9 @@ use crate::{Decision, Error, Result};
 /// inner service that `poll_ready` made ready (or is answered 429). When the
 /// limiter has to wait (Redis), or the leaky bucket holds the request, `call`
 /// takes that ready service with the request and leaves a clone in its
-/// place.
+/// place. Since the check starts in `call`, `call` runs in a tokio runtime's
+/// context, as it does under hyper and axum (a check timeout and the leaky
+/// bucket's hold are tokio timers).
 #[derive(Debug, Clone)]
 pub struct RateLimit<S> {
     inner: S,

@@ -24,12 +24,14 @@ use http::HeaderValue;
 /// A header value being written into a buffer of exactly its length.
 pub(crate) struct Value {
     bytes: Vec<u8>,
+    /// The length announced, which the writes must add up to.
+    len: usize,
 }
 
 impl Value {
     /// A value of `len` bytes: the writes that follow must add up to it.
     pub(crate) fn with_len(len: usize) -> Self {
-        Self { bytes: Vec::with_capacity(len) }
+        Self { bytes: Vec::with_capacity(len), len }
     }
 
     pub(crate) fn push(&mut self, bytes: &[u8]) {
@@ -50,7 +52,7 @@ impl Value {
     /// policy names, which always make a valid one, so the empty fallback is
     /// never taken.
     pub(crate) fn finish(self) -> HeaderValue {
-        debug_assert_eq!(self.bytes.len(), self.bytes.capacity(), "a header value's length was miscounted");
+        debug_assert_eq!(self.bytes.len(), self.len, "a header value's length was miscounted");
         HeaderValue::try_from(self.bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 }
