@@ -1,5 +1,5 @@
 //! The tower middleware: every header with exact values, the leaky bucket's
-//! hold, and the axum example driven over real HTTP.
+//! hold, what it logs, and the axum example driven over real HTTP.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,11 +11,14 @@ use axum::body::{Bytes, HttpBody};
 use http::header::{CONTENT_TYPE, HeaderName, RETRY_AFTER};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use tollgate::middleware::{KeyExtractor, MissingKey, RateLimit, RateLimitLayer};
+use tollgate::middleware::{HeaderSet, KeyExtractor, MissingKey, RateLimit, RateLimitLayer};
 use tollgate::{
     Decision, Error, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog, TokenBucket,
 };
 use tower::{Layer, Service, ServiceExt};
+use tracing::Level;
+
+use crate::support::logs::Capture;
 
 #[path = "../examples/axum_server/app.rs"]
 mod axum_app;
@@ -100,7 +103,8 @@ async fn an_allowed_response_carries_every_rate_limit_header_with_exact_values()
     let layer = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all"))
         .policy_name("api")
         .unwrap()
-        .window(Duration::from_secs(10));
+        .window(Duration::from_secs(10))
+        .headers(HeaderSet::Both);
     let mut service = layer.layer(Inner::default());
 
     let (status, headers, body) = send(&mut service, request()).await;
@@ -119,7 +123,8 @@ async fn a_denied_request_gets_429_with_retry_after_every_header_and_a_json_body
     let layer = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all"))
         .policy_name("api")
         .unwrap()
-        .window(Duration::from_secs(10));
+        .window(Duration::from_secs(10))
+        .headers(HeaderSet::Both);
     let mut service = layer.layer(inner.clone());
     for _ in 0..3 {
         assert_eq!(send(&mut service, request()).await.0, StatusCode::OK);
@@ -151,7 +156,8 @@ async fn retry_after_and_reset_round_up_to_whole_seconds_and_retry_after_is_neve
     let clock = ManualClock::new();
     let bucket = TokenBucket::new(1, Rate::new(1, Duration::from_millis(2500))).unwrap();
     let limiter = Arc::new(InMemory::with_clock(bucket, clock.clone()));
-    let mut service = RateLimitLayer::new(limiter, KeyExtractor::global("all")).layer(Inner::default());
+    let mut service =
+        RateLimitLayer::new(limiter, KeyExtractor::global("all")).headers(HeaderSet::Both).layer(Inner::default());
 
     let (_, allowed, _) = send(&mut service, request()).await;
     assert_eq!(header(&allowed, "x-ratelimit-reset"), "3");
@@ -169,6 +175,37 @@ async fn retry_after_and_reset_round_up_to_whole_seconds_and_retry_after_is_neve
 
     clock.advance(Duration::from_micros(1));
     assert_eq!(send(&mut service, request()).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn by_default_both_sets_are_written_and_each_set_writes_exactly_its_own() {
+    let names = |headers: &HeaderMap| {
+        let mut names: Vec<_> = headers.keys().map(|name| name.as_str().to_owned()).collect();
+        names.sort();
+        names
+    };
+    let layer = || RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all"));
+    let ietf = ["ratelimit", "ratelimit-policy"];
+    let x = ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"];
+    let both = [&ietf[..], &x[..]].concat();
+    for (layer, expected) in [
+        (layer(), &both[..]),
+        (layer().headers(HeaderSet::Ietf), &ietf[..]),
+        (layer().headers(HeaderSet::XRateLimit), &x[..]),
+        (layer().headers(HeaderSet::Both), &[&ietf[..], &x[..]].concat()[..]),
+    ] {
+        let mut service = layer.layer(Inner::default());
+        let (_, allowed, _) = send(&mut service, request()).await;
+        assert_eq!(names(&allowed), expected);
+        for _ in 0..2 {
+            send(&mut service, request()).await;
+        }
+        let (status, denied, _) = send(&mut service, request()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        let mut with_429s_own = [expected, &["content-type", "retry-after"]].concat();
+        with_429s_own.sort();
+        assert_eq!(names(&denied), with_429s_own);
+    }
 }
 
 #[tokio::test]
@@ -234,6 +271,20 @@ async fn peer_ip_keys_on_the_address_not_the_port() {
     let mut service = RateLimitLayer::new(limiter.clone(), KeyExtractor::peer_ip()).layer(Inner::default());
     for peer in ["10.0.0.1:5000", "[::ffff:10.0.0.1]:5001", "[2001:db8::1]:443"] {
         assert_eq!(send(&mut service, from_peer(peer)).await.0, StatusCode::OK);
+    }
+    assert_eq!(remaining(&*limiter, "10.0.0.1").await, 1, "one allowance over IPv4 and IPv4-mapped IPv6");
+    assert_eq!(remaining(&*limiter, "2001:db8::1").await, 2);
+    assert_eq!(send(&mut service, request()).await.0, StatusCode::BAD_REQUEST, "no address, no key");
+}
+
+#[tokio::test]
+async fn an_ip_function_keys_as_peer_ip_does() {
+    let limiter = three_per_ten_seconds();
+    let from_forwarded = KeyExtractor::ip_from_fn(|parts| parts.headers.get("x-real-ip")?.to_str().ok()?.parse().ok());
+    let mut service = RateLimitLayer::new(limiter.clone(), from_forwarded).layer(Inner::default());
+    let from = |ip: &str| Request::builder().header("x-real-ip", ip).body(()).unwrap();
+    for ip in ["10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1"] {
+        assert_eq!(send(&mut service, from(ip)).await.0, StatusCode::OK);
     }
     assert_eq!(remaining(&*limiter, "10.0.0.1").await, 1, "one allowance over IPv4 and IPv4-mapped IPv6");
     assert_eq!(remaining(&*limiter, "2001:db8::1").await, 2);
@@ -340,10 +391,16 @@ async fn a_limiter_that_never_answers_is_cut_short_by_the_check_timeout_with_503
 async fn with_nested_layers_every_policy_is_listed_and_x_headers_show_the_tightest() {
     let global = Arc::new(InMemory::new(FixedWindow::new(Rate::per_hour(100)).unwrap()));
     let per_key = three_per_ten_seconds();
-    let service =
-        RateLimitLayer::new(global, KeyExtractor::global("all")).policy_name("global").unwrap().layer(Inner::default());
-    let mut service =
-        RateLimitLayer::new(per_key, KeyExtractor::header(API_KEY)).policy_name("per-key").unwrap().layer(service);
+    let service = RateLimitLayer::new(global, KeyExtractor::global("all"))
+        .policy_name("global")
+        .unwrap()
+        .headers(HeaderSet::Both)
+        .layer(Inner::default());
+    let mut service = RateLimitLayer::new(per_key, KeyExtractor::header(API_KEY))
+        .policy_name("per-key")
+        .unwrap()
+        .headers(HeaderSet::Both)
+        .layer(service);
 
     let (status, headers, _) = send(&mut service, with_api_key("alice")).await;
     assert_eq!(status, StatusCode::OK);
@@ -365,7 +422,8 @@ fn leaky() -> Arc<InMemory<LeakyBucket, ManualClock>> {
 #[tokio::test(start_paused = true)]
 async fn a_leaky_bucket_holds_each_request_for_its_wait_before_the_inner_service() {
     let inner = Inner::default();
-    let mut service = RateLimitLayer::new(leaky(), KeyExtractor::global("all")).layer(inner.clone());
+    let mut service =
+        RateLimitLayer::new(leaky(), KeyExtractor::global("all")).headers(HeaderSet::Both).layer(inner.clone());
     let start = tokio::time::Instant::now();
 
     let (status, first, _) = send(&mut service, request()).await;
@@ -407,6 +465,137 @@ fn the_layer_fits_axum_routers_layer_and_route_layer() {
         .route("/", axum::routing::get(|| async { "hello" }))
         .route_layer(layer.clone())
         .layer(layer);
+}
+
+#[tokio::test]
+async fn with_route_layer_an_unknown_path_is_404_and_costs_nothing_where_layer_would_limit_it() {
+    let limiter = three_per_ten_seconds();
+    let layer = RateLimitLayer::new(limiter.clone(), KeyExtractor::header(API_KEY));
+    let hello = || axum::Router::new().route("/hello", axum::routing::get(|| async { "hello" }));
+    let get = |path: &str, key: Option<&str>| {
+        let request = Request::builder().uri(path);
+        let request = match key {
+            Some(key) => request.header(API_KEY, key),
+            None => request,
+        };
+        request.body(axum::body::Body::empty()).unwrap()
+    };
+
+    let route_layered = hello().route_layer(layer.clone());
+    assert_eq!(route_layered.clone().oneshot(get("/nope", None)).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        route_layered.clone().oneshot(get("/nope", Some("alice"))).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert!(limiter.is_empty(), "an unknown path took nothing");
+    assert_eq!(route_layered.oneshot(get("/hello", Some("alice"))).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(remaining(&*limiter, "alice").await, 2);
+
+    let layered = hello().layer(layer);
+    assert_eq!(layered.clone().oneshot(get("/nope", None)).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    assert_eq!(layered.oneshot(get("/nope", Some("alice"))).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(remaining(&*limiter, "alice").await, 1, "with .layer, a 404 used up quota");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_misconfigured_key_extractor_warns_once_with_the_cause_not_once_per_request() {
+    let logs = Capture::default();
+    let _capturing = logs.install();
+    let mut service = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::peer_ip())
+        .policy_name("per-ip")
+        .unwrap()
+        .layer(Inner::default());
+    for _ in 0..100 {
+        assert_eq!(send(&mut service, request()).await.0, StatusCode::BAD_REQUEST);
+    }
+
+    let warnings = logs.at(Level::WARN);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let warning = &warnings[0];
+    assert_eq!(warning.target, "tollgate::middleware");
+    assert_eq!(warning.field("policy"), Some("per-ip"));
+    assert!(warning.message.contains("400"), "{warning:?}");
+    let cause = warning.field("cause").unwrap();
+    assert!(cause.contains("found no SocketAddr") && cause.contains("ip_from_fn"), "{cause}");
+    assert_eq!(logs.at(Level::DEBUG).len(), 99, "the rest, at debug");
+
+    // Still misconfigured a minute later: one more warning, counting the
+    // ones held back since the first.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    for _ in 0..10 {
+        send(&mut service, request()).await;
+    }
+    let warnings = logs.at(Level::WARN);
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert_eq!(warnings[1].field("suppressed"), Some("99"));
+}
+
+#[tokio::test]
+async fn each_key_extractor_names_its_own_likely_cause() {
+    for (extractor, cause) in [
+        (KeyExtractor::header(API_KEY), "no x-api-key header"),
+        (KeyExtractor::ip_from_fn(|_| None), "into_make_service_with_connect_info::<SocketAddr>()"),
+        (KeyExtractor::from_fn(|_| None), "returned None"),
+    ] {
+        let logs = Capture::default();
+        let _capturing = logs.install();
+        let mut service = RateLimitLayer::new(three_per_ten_seconds(), extractor).layer(Inner::default());
+        for _ in 0..5 {
+            assert_eq!(send(&mut service, request()).await.0, StatusCode::BAD_REQUEST);
+        }
+        let warnings = logs.at(Level::WARN);
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(warnings[0].field("cause").unwrap().contains(cause), "{warnings:?}");
+    }
+}
+
+/// A backend that fails while `down` is set, and otherwise admits everything.
+#[derive(Debug, Default)]
+struct Flaky {
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl RateLimiter for Flaky {
+    async fn check_n(&self, key: &str, cost: u64) -> tollgate::Result<Decision> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::backend("flaky", "connection refused"));
+        }
+        let unlimited = InMemory::new(TokenBucket::new(1000, Rate::per_second(1000)).unwrap());
+        unlimited.check_n(key, cost).await
+    }
+
+    async fn reset(&self, _: &str) -> tollgate::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_limiter_warns_once_with_its_error_and_says_when_it_answers_again() {
+    let logs = Capture::default();
+    let _capturing = logs.install();
+    let flaky = Arc::new(Flaky::default());
+    let mut service = RateLimitLayer::new(flaky.clone(), KeyExtractor::global("all")).layer(Inner::default());
+    assert_eq!(send(&mut service, request()).await.0, StatusCode::OK);
+    assert!(logs.at(Level::INFO).is_empty() && logs.at(Level::WARN).is_empty(), "an answer logs nothing");
+
+    flaky.down.store(true, std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..50 {
+        assert_eq!(send(&mut service, request()).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let warnings = logs.at(Level::WARN);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0].field("error"), Some("flaky: connection refused"));
+    assert!(warnings[0].message.contains("503"), "{warnings:?}");
+    assert_eq!(logs.at(Level::DEBUG).len(), 49);
+
+    flaky.down.store(false, std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..10 {
+        assert_eq!(send(&mut service, request()).await.0, StatusCode::OK);
+    }
+    let recovered = logs.at(Level::INFO);
+    assert_eq!(recovered.len(), 1, "one event for the transition: {recovered:#?}");
+    assert!(recovered[0].message.contains("answers again"), "{recovered:?}");
 }
 
 #[test]

@@ -2,8 +2,11 @@
 //!
 //! `cargo bench --bench benches -- memory/` runs the in-memory store against
 //! governor; `cargo bench --features redis --bench benches -- redis/` the
-//! Redis backend against raw EVALSHA. See docs/benchmarks.md for the figures
-//! and the exact commands.
+//! Redis backend against raw EVALSHA; `cargo bench --features tower --bench
+//! benches -- middleware/` the tower middleware in an axum router against
+//! static headers and tower_governor. See docs/benchmarks.md (and
+//! docs/middleware.md for the middleware) for the figures and the exact
+//! commands.
 
 use std::time::Duration;
 
@@ -14,6 +17,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 #[path = "../../tests/support/algorithms.rs"]
 mod algorithms;
 mod memory;
+#[cfg(feature = "tower")]
+mod middleware;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/support/models.rs"]
 mod models;
@@ -37,6 +42,14 @@ fn config() -> Criterion {
         .without_plots()
 }
 
+/// The middleware benches, when the middleware is built.
+fn middleware(c: &mut Criterion) {
+    #[cfg(feature = "tower")]
+    middleware::benches(c);
+    #[cfg(not(feature = "tower"))]
+    let _ = c;
+}
+
 /// The Redis benches, when the backend is built.
 fn redis(c: &mut Criterion) {
     #[cfg(feature = "redis")]
@@ -50,6 +63,6 @@ fn redis(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = memory::benches, redis
+    targets = memory::benches, redis, middleware
 }
 criterion_main!(benches);

@@ -1,7 +1,7 @@
 //! Which allowance a request draws on: [`KeyExtractor`] and [`MissingKey`].
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -14,7 +14,7 @@ use http::request::Parts;
 /// use http::HeaderName;
 /// use tollgate::middleware::KeyExtractor;
 ///
-/// // One allowance per client address (see `peer_ip` for axum).
+/// // One allowance per client address (see `peer_ip` and `ip_from_fn`).
 /// let by_ip = KeyExtractor::peer_ip();
 /// // One per API key.
 /// let by_api_key = KeyExtractor::header(HeaderName::from_static("x-api-key"));
@@ -31,10 +31,12 @@ pub struct KeyExtractor {
 }
 
 type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+type IpFn = dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync;
 
 #[derive(Clone)]
 enum Kind {
     PeerIp,
+    Ip(Arc<IpFn>),
     Header(HeaderName),
     Global(String),
     Function(Arc<KeyFn>),
@@ -47,25 +49,39 @@ impl KeyExtractor {
     /// address, so it has one allowance however it connects.
     ///
     /// hyper-based servers differ in how they expose the peer address, so the
-    /// server inserts it. With axum, whose
-    /// `into_make_service_with_connect_info::<SocketAddr>()` stores a
-    /// `ConnectInfo<SocketAddr>` instead, read that with [`from_fn`](Self::from_fn):
+    /// server inserts it. axum stores a `ConnectInfo<SocketAddr>` instead
+    /// (when the app is served with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`), which this
+    /// does not see: read that with [`ip_from_fn`](Self::ip_from_fn).
+    ///
+    /// Behind a reverse proxy the peer is the proxy: key on the header it
+    /// sets (such as `x-forwarded-for`, trusted only from the proxy) instead.
+    pub fn peer_ip() -> Self {
+        Self { kind: Kind::PeerIp }
+    }
+
+    /// The client IP address that `find` returns; `None` means the request
+    /// has no key. Keyed as [`peer_ip`](Self::peer_ip) keys it (IPv4-mapped
+    /// IPv6 as IPv4), and formatted without an allocation, so this is cheaper
+    /// than a [`from_fn`](Self::from_fn) that calls `to_string()`.
+    ///
+    /// With axum, whose `into_make_service_with_connect_info::<SocketAddr>()`
+    /// stores the peer address as a `ConnectInfo<SocketAddr>`:
     ///
     /// ```
     /// use std::net::SocketAddr;
     /// use axum::extract::ConnectInfo;
     /// use tollgate::middleware::KeyExtractor;
     ///
-    /// let by_ip = KeyExtractor::from_fn(|parts| {
-    ///     let ConnectInfo(addr) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;
-    ///     Some(addr.ip().to_canonical().to_string())
+    /// let by_ip = KeyExtractor::ip_from_fn(|parts| {
+    ///     parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
     /// });
     /// ```
-    ///
-    /// Behind a reverse proxy the peer is the proxy: key on the header it
-    /// sets (such as `x-forwarded-for`, trusted only from the proxy) instead.
-    pub fn peer_ip() -> Self {
-        Self { kind: Kind::PeerIp }
+    pub fn ip_from_fn<F>(find: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<IpAddr> + Send + Sync + 'static,
+    {
+        Self { kind: Kind::Ip(Arc::new(find)) }
     }
 
     /// The value of header `name`. A request without it, with an empty value,
@@ -90,15 +106,27 @@ impl KeyExtractor {
 
     /// The key of the request whose head is `parts`, if it has one.
     pub fn extract(&self, parts: &Parts) -> Option<String> {
+        self.key(parts).map(|key| key.as_str().to_owned())
+    }
+
+    /// The key of the request whose head is `parts`, if it has one; short
+    /// keys (any IP address, most API keys) without an allocation.
+    pub(crate) fn key(&self, parts: &Parts) -> Option<Key> {
         match &self.kind {
-            Kind::PeerIp => parts.extensions.get::<SocketAddr>().map(|addr| addr.ip().to_canonical().to_string()),
+            Kind::PeerIp => parts.extensions.get::<SocketAddr>().map(|addr| Key::ip(addr.ip())),
+            Kind::Ip(find) => find(parts).map(Key::ip),
             Kind::Header(name) => {
                 let value = parts.headers.get(name)?.to_str().ok()?;
-                (!value.is_empty()).then(|| value.to_owned())
+                (!value.is_empty()).then(|| Key::from(value))
             }
-            Kind::Global(key) => Some(key.clone()),
-            Kind::Function(extract) => extract(parts),
+            Kind::Global(key) => Some(Key::from(key.as_str())),
+            Kind::Function(extract) => extract(parts).map(Key::Owned),
         }
+    }
+
+    /// The likely reason a request has no key, for the log.
+    pub(crate) fn missing_cause(&self) -> MissingCause<'_> {
+        MissingCause(&self.kind)
     }
 }
 
@@ -106,10 +134,125 @@ impl fmt::Debug for KeyExtractor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::PeerIp => f.write_str("KeyExtractor::PeerIp"),
+            Kind::Ip(_) => f.write_str("KeyExtractor::Ip(..)"),
             Kind::Header(name) => f.debug_tuple("KeyExtractor::Header").field(name).finish(),
             Kind::Global(key) => f.debug_tuple("KeyExtractor::Global").field(key).finish(),
             Kind::Function(_) => f.write_str("KeyExtractor::Function(..)"),
         }
+    }
+}
+
+/// Why a [`KeyExtractor`] found no key, in words an operator can act on.
+pub(crate) struct MissingCause<'a>(&'a Kind);
+
+impl fmt::Display for MissingCause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Kind::PeerIp => f.write_str(
+                "KeyExtractor::peer_ip() found no SocketAddr in the request's extensions: the server did not put \
+                 one there. axum keeps the peer address in a ConnectInfo<SocketAddr> instead (when served with \
+                 into_make_service_with_connect_info::<SocketAddr>()): read it with KeyExtractor::ip_from_fn",
+            ),
+            Kind::Ip(_) => f.write_str(
+                "the KeyExtractor::ip_from_fn function found no client address; with axum that usually means \
+                 the app was not served with into_make_service_with_connect_info::<SocketAddr>()",
+            ),
+            Kind::Header(name) => {
+                write!(f, "the request has no {name} header, or its value is empty or not visible ASCII")
+            }
+            Kind::Global(_) => f.write_str("a global key is never missing"),
+            Kind::Function(_) => f.write_str("the KeyExtractor::from_fn function returned None"),
+        }
+    }
+}
+
+/// A request's key: inline when short, which an IP address always is.
+#[derive(Debug)]
+pub(crate) enum Key {
+    Inline { bytes: [u8; INLINE], len: u8 },
+    Owned(String),
+}
+
+/// Long enough for any IP address (IPv6: at most 39 characters) and the
+/// 32- to 40-character API keys of most services.
+const INLINE: usize = 46;
+
+impl Key {
+    fn ip(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                let (mut bytes, mut len) = ([0; INLINE], 0);
+                for (index, octet) in v4.octets().into_iter().enumerate() {
+                    if index > 0 {
+                        bytes[len] = b'.';
+                        len += 1;
+                    }
+                    if octet >= 100 {
+                        bytes[len] = b'0' + octet / 100;
+                        len += 1;
+                    }
+                    if octet >= 10 {
+                        bytes[len] = b'0' + octet / 10 % 10;
+                        len += 1;
+                    }
+                    bytes[len] = b'0' + octet % 10;
+                    len += 1;
+                }
+                Key::Inline { bytes, len: len as u8 }
+            }
+            // IPv6 is less common, and its shortest form has rules of its own.
+            IpAddr::V6(v6) => {
+                use std::fmt::Write;
+                let mut key = Key::Inline { bytes: [0; INLINE], len: 0 };
+                let _ = write!(key, "{v6}");
+                key
+            }
+        }
+    }
+
+    /// Appends `more`: whole `str`s or ASCII digits, so the key stays UTF-8.
+    fn push(&mut self, more: &[u8]) {
+        match self {
+            Key::Inline { bytes, len } if usize::from(*len) + more.len() <= INLINE => {
+                let start = usize::from(*len);
+                bytes[start..start + more.len()].copy_from_slice(more);
+                *len += more.len() as u8;
+            }
+            Key::Inline { bytes, len } => {
+                let mut owned = Vec::with_capacity(usize::from(*len) + more.len());
+                owned.extend_from_slice(&bytes[..usize::from(*len)]);
+                owned.extend_from_slice(more);
+                *self = Key::Owned(String::from_utf8(owned).unwrap_or_default());
+            }
+            Key::Owned(owned) => owned.push_str(std::str::from_utf8(more).unwrap_or_default()),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Only ever filled from `str`s, whole: never the fallback.
+            Key::Inline { bytes, len } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            Key::Owned(key) => key,
+        }
+    }
+}
+
+impl From<&str> for Key {
+    fn from(key: &str) -> Self {
+        let mut inline = Key::Inline { bytes: [0; INLINE], len: 0 };
+        if key.len() <= INLINE {
+            inline.push(key.as_bytes());
+            inline
+        } else {
+            Key::Owned(key.to_owned())
+        }
+    }
+}
+
+impl fmt::Write for Key {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -124,4 +267,36 @@ pub enum MissingKey {
     /// Draw on this key's allowance instead, shared by every request without
     /// a key of its own.
     Fallback(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_keys_read_as_the_canonical_address() {
+        for (ip, key) in [
+            ("0.0.0.0", "0.0.0.0"),
+            ("10.0.0.1", "10.0.0.1"),
+            ("192.168.100.255", "192.168.100.255"),
+            ("::ffff:203.0.113.9", "203.0.113.9"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(Key::ip(ip).as_str(), key);
+            assert_eq!(key, ip.to_canonical().to_string());
+        }
+    }
+
+    #[test]
+    fn keys_longer_than_the_inline_room_are_kept_whole() {
+        let long = "k".repeat(INLINE + 1);
+        for key in ["", "alice", &"k".repeat(INLINE), &long] {
+            assert_eq!(Key::from(key).as_str(), key);
+        }
+        let mut spilled = Key::from("k".repeat(INLINE - 1).as_str());
+        spilled.push(b"xy");
+        assert_eq!(spilled.as_str(), format!("{}xy", "k".repeat(INLINE - 1)));
+    }
 }

@@ -5,12 +5,18 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::headers::{Policy, ceil_secs, check_policy_name};
-use super::{KeyExtractor, MissingKey, RateLimit};
+use super::headers::{ConstantFields, Policy, ceil_secs, check_policy_name};
+use super::log::Log;
+use super::{HeaderSet, KeyExtractor, MissingKey, RateLimit};
 use crate::{RateLimiter, Result};
 
 /// Wraps services in [`RateLimit`]: one limiter, one key extractor, shared by
 /// every service the layer makes and every clone of them.
+///
+/// With axum, add it with `Router::route_layer`, not `Router::layer`:
+/// `route_layer` limits the routes that matched, while `layer` also wraps
+/// the fallback, so a request to an unknown path is limited too: without a
+/// key it is answered 400 instead of 404, and with one it uses up quota.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -24,7 +30,9 @@ use crate::{RateLimiter, Result};
 ///     .on_missing_key(MissingKey::Fallback("anonymous".into()))
 ///     .policy_name("per-key")?
 ///     .window(Duration::from_secs(60));
-/// // axum: Router::new().route(..).layer(layer)
+/// let app: axum::Router = axum::Router::new()
+///     .route("/api/hello", axum::routing::get(|| async { "hello" }))
+///     .route_layer(layer); // not .layer(..): unknown paths answer 404, and cost nothing
 /// # Ok::<(), tollgate::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -39,17 +47,32 @@ pub(crate) struct Config {
     pub(crate) key: KeyExtractor,
     pub(crate) missing_key: MissingKey,
     pub(crate) policy: Policy,
+    pub(crate) headers: HeaderSet,
+    pub(crate) constant: ConstantFields,
     pub(crate) check_timeout: Option<Duration>,
+    pub(crate) log: Log,
 }
 
 impl RateLimitLayer {
     /// Limits requests with `limiter`, one allowance per key that `key`
     /// finds. Requests without a key are rejected with 400 (see
     /// [`on_missing_key`](Self::on_missing_key)); the policy is named
-    /// `"default"` and advertises no window.
+    /// `"default"`, advertises no window, and the IETF draft's header fields
+    /// are written ([`HeaderSet::Ietf`]).
     pub fn new(limiter: Arc<dyn RateLimiter>, key: KeyExtractor) -> Self {
         let policy = Policy { name: "default".to_owned(), window_secs: None };
-        Self { config: Arc::new(Config { limiter, key, missing_key: MissingKey::Reject, policy, check_timeout: None }) }
+        Self {
+            config: Arc::new(Config {
+                limiter,
+                key,
+                missing_key: MissingKey::Reject,
+                policy,
+                headers: HeaderSet::default(),
+                constant: ConstantFields::default(),
+                check_timeout: None,
+                log: Log::new(),
+            }),
+        }
     }
 
     /// What to do with a request that has no key: reject it with 400, or use
@@ -80,6 +103,13 @@ impl RateLimitLayer {
     /// refill from empty. Without it `w` is left out (it is optional).
     pub fn window(mut self, window: Duration) -> Self {
         Arc::make_mut(&mut self.config).policy.window_secs = Some(ceil_secs(window).max(1));
+        self
+    }
+
+    /// Which rate-limit header fields to write: the IETF draft's pair (the
+    /// default), the `X-RateLimit-*` trio, or both; see [`HeaderSet`].
+    pub fn headers(mut self, headers: HeaderSet) -> Self {
+        Arc::make_mut(&mut self.config).headers = headers;
         self
     }
 

@@ -20,22 +20,40 @@
 //!   no longer than the backend's own timeout, or
 //!   [`RateLimitLayer::check_timeout`] if that is set.
 //!
+//! With axum, add the layer with `Router::route_layer`, not `Router::layer`:
+//! `layer` also wraps the router's fallback, so a request to a path that
+//! does not exist is limited too (answered 400 instead of 404 when it has no
+//! key, and drawing on its key's allowance when it has one).
+//!
 //! ## Headers
 //!
-//! | header | value |
-//! |---|---|
-//! | `RateLimit-Policy` | `"<name>";q=<limit>;w=<window>` (`w` only if [`RateLimitLayer::window`] was set) |
-//! | `RateLimit` | `"<name>";r=<remaining>;t=<seconds until the allowance is full>` |
-//! | `X-RateLimit-Limit` | the limit |
-//! | `X-RateLimit-Remaining` | remaining after this request |
-//! | `X-RateLimit-Reset` | seconds until the allowance is full |
-//! | `Retry-After` (429 only) | seconds until the same request would be admitted |
+//! | header | written with | value |
+//! |---|---|---|
+//! | `RateLimit-Policy` | [`HeaderSet::Ietf`], [`HeaderSet::Both`] (default) | `"<name>";q=<limit>;w=<window>` (`w` only if [`RateLimitLayer::window`] was set) |
+//! | `RateLimit` | [`HeaderSet::Ietf`], [`HeaderSet::Both`] (default) | `"<name>";r=<remaining>;t=<seconds until the allowance is full>` |
+//! | `X-RateLimit-Limit` | [`HeaderSet::XRateLimit`], [`HeaderSet::Both`] | the limit |
+//! | `X-RateLimit-Remaining` | [`HeaderSet::XRateLimit`], [`HeaderSet::Both`] | remaining after this request |
+//! | `X-RateLimit-Reset` | [`HeaderSet::XRateLimit`], [`HeaderSet::Both`] | seconds until the allowance is full |
+//! | `Retry-After` | always, on 429 only | seconds until the same request would be admitted |
 //!
 //! Every number of seconds is whole and rounded up; `Retry-After` is never 0.
 //! `RateLimit-Policy` and `RateLimit` follow
 //! [draft-ietf-httpapi-ratelimit-headers-11](https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/11/):
 //! with several layers each appends its own policy item, while the
 //! `X-RateLimit-*` trio shows the policy with the fewest remaining.
+//!
+//! ## Logging
+//!
+//! The middleware logs through [`tracing`](https://docs.rs/tracing), under
+//! the target `tollgate::middleware`, with the layer's `policy` name:
+//! transitions, not traffic. A request answered 400 for want of a key is a
+//! `warn` with the likely `cause` (such as `peer_ip()` finding no
+//! `SocketAddr`, or the header the extractor reads being absent) the first
+//! time, then at most once a minute with the count held back in between
+//! (`suppressed`), and `debug` otherwise; the same for a limiter error
+//! answered 503, per kind of error. A limiter that answers again after
+//! failing is one `info`. A 429 is `trace`; an admitted request logs
+//! nothing.
 //!
 //! ## Cancellation
 //!
@@ -46,8 +64,11 @@
 mod headers;
 mod key;
 mod layer;
+mod log;
 mod service;
+mod value;
 
+pub use headers::HeaderSet;
 pub use key::{KeyExtractor, MissingKey};
 pub use layer::RateLimitLayer;
-pub use service::{RateLimit, RateLimitBody, ResponseFuture};
+pub use service::{RateLimit, ResponseFuture};

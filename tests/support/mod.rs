@@ -5,6 +5,8 @@ pub mod algorithms;
 pub mod cluster;
 #[cfg(feature = "redis")]
 pub(crate) mod deployment;
+#[cfg(feature = "tower")]
+pub mod logs;
 pub mod models;
 #[cfg(feature = "redis")]
 pub mod redis_server;
