@@ -43,6 +43,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 mod algorithm;
+mod breakdown;
 mod clock;
 mod decision;
 mod error;
@@ -60,11 +61,12 @@ mod redis;
 pub use self::redis::ClusterConnection;
 #[cfg(feature = "redis")]
 pub use self::redis::{FailurePolicy, Redis, RedisBuilder};
-pub use algorithm::{Algorithm, FixedWindow, LeakyBucket, Limit, SlidingLog, TokenBucket};
+pub use algorithm::{Algorithm, Composite, FixedWindow, LeakyBucket, Limit, Plans, SlidingLog, TokenBucket};
 /// The attribute macro that implementing [`RateLimiter`] takes, re-exported
 /// so that a backend of your own needs no dependency on `async-trait`:
 /// `#[tollgate::async_trait] impl RateLimiter for MyBackend { .. }`.
 pub use async_trait::async_trait;
+pub use breakdown::{Breakdown, LimitDecision};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use decision::Decision;
 pub use error::{Error, Result};

@@ -78,7 +78,7 @@ impl<S: Default> Shard<S> {
         cost: u64,
     ) -> (Decision, Swept)
     where
-        A: Algorithm + Step<State = S>,
+        A: Step<State = S>,
     {
         let mut table = self.table.lock();
         table.operations_until_sweep -= 1;
@@ -113,7 +113,7 @@ impl<S> Table<S> {
     /// when most of it is empty, so memory comes back after a spike.
     fn sweep<A>(&mut self, algorithm: &A, hasher: &foldhash::fast::RandomState, now_us: u64) -> usize
     where
-        A: Algorithm + Step<State = S>,
+        A: Step<State = S>,
     {
         let before = self.entries.len();
         self.entries.retain(|entry| algorithm.expires_at(&entry.state) > now_us);

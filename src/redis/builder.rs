@@ -140,16 +140,23 @@ impl<A: Algorithm> RedisBuilder<A> {
         C: ConnectionLike + Clone + Send + Sync + 'static,
     {
         self.validate()?;
-        let limit = self.algorithm.as_limit();
+        let configurations: Vec<_> = (0..self.algorithm.configurations())
+            .map(|index| scripts::prepare(&self.algorithm.configuration(index)))
+            .collect();
+        let mut every_key: Vec<scripts::KeyPart> = Vec::new();
+        for part in configurations.iter().flat_map(|configuration| &configuration.keys) {
+            if !every_key.contains(part) {
+                every_key.push(part.clone());
+            }
+        }
         let fallback = (self.failure_policy == FailurePolicy::FallbackToMemory).then(|| {
             let clock = self.client_clock.clone().unwrap_or_else(|| Arc::new(MonotonicClock::new()));
             InMemory::with_clock(self.algorithm.clone(), clock)
         });
         let inner = Inner {
             algorithm: self.algorithm,
-            lua: scripts::script(&limit),
-            config: scripts::config(&limit),
-            tag: scripts::tag(&limit),
+            configurations,
+            every_key,
             prefix: self.prefix,
             timeout: self.timeout,
             failure_policy: self.failure_policy,
