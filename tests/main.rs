@@ -17,6 +17,9 @@ mod load;
 #[cfg(feature = "tower")]
 mod middleware;
 mod models_match;
+mod quotas;
+#[cfg(feature = "redis")]
+mod quotas_differential;
 #[cfg(feature = "redis")]
 mod redis_backend;
 #[cfg(feature = "redis")]
