@@ -21,6 +21,8 @@ mod quotas;
 #[cfg(feature = "redis")]
 mod quotas_differential;
 #[cfg(feature = "redis")]
+mod quotas_redis;
+#[cfg(feature = "redis")]
 mod redis_backend;
 #[cfg(feature = "redis")]
 mod shared_state;
