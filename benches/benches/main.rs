@@ -2,8 +2,9 @@
 //!
 //! `cargo bench --bench benches -- memory/` runs the in-memory store against
 //! governor; `cargo bench --features redis --bench benches -- redis/` the
-//! Redis backend against raw EVALSHA. See docs/benchmarks.md for the figures
-//! and the exact commands.
+//! Redis backend against raw EVALSHA; `-- quotas/` composites and plans
+//! against one algorithm alone. See docs/benchmarks.md and docs/quotas.md
+//! for the figures and the exact commands.
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ mod memory;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/support/models.rs"]
 mod models;
+mod quotas;
 #[cfg(feature = "redis")]
 mod redis_backend;
 #[cfg(feature = "redis")]
@@ -50,6 +52,6 @@ fn redis(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = memory::benches, redis
+    targets = memory::benches, redis, quotas::benches
 }
 criterion_main!(benches);

@@ -261,28 +261,17 @@ impl Stamps {
     }
 }
 
-/// What a limit's slot held before the request.
-enum Held {
-    /// Nothing: a new key, or a slot no plan has written yet.
-    Nothing,
-    /// A state this very limit wrote, taken out to work on.
-    Own,
-    /// A state another configuration wrote (another plan's limit of the
-    /// same name and algorithm), kept as it was to put back unless the
-    /// request is admitted.
-    Other(Stamped),
-}
-
 /// Decides `cost` for every limit of `limits` (the state of limit `j` in
 /// slot `slot(j)` of `stamps`), all or nothing; `limit` is theirs together.
 ///
-/// First each limit's state as this limit reads it: its own, another
-/// configuration's adopted (unless that one's own TTL has run out: Redis
-/// would have dropped the key), or new; and a peek of each. Every limit
-/// admits the cost if it is at most every peek's `remaining` (the promise of
-/// [`Step::step`]): then each takes it, and the states are written back with
-/// this configuration as their writer. Otherwise nothing is written: the
-/// limits it does not fit report their denial, the others their peek.
+/// First each limit's state as this limit reads it: its own, in place; or a
+/// copy of another configuration's, adopted (unless that one's own TTL has
+/// run out: Redis would have dropped the key), or a new one; and a peek of
+/// each. Every limit admits the cost if it is at most every peek's
+/// `remaining` (the promise of [`Step::step`]): then each takes it, and the
+/// copies are written with this configuration as their writer. Otherwise
+/// nothing is written: the limits it does not fit report their denial, the
+/// others their peek.
 pub(crate) fn decide_all(
     limits: &[Named],
     slot: impl Fn(usize) -> usize,
@@ -294,47 +283,35 @@ pub(crate) fn decide_all(
 ) -> Decision {
     // Validation keeps a composite within MAX_LIMITS; a longer list would be a bug, cut rather than panic.
     let limits = &limits[..limits.len().min(Composite::MAX_LIMITS)];
-    let mut states: [Option<LimitState>; Composite::MAX_LIMITS] = [const { None }; Composite::MAX_LIMITS];
-    let mut held: [Held; Composite::MAX_LIMITS] = [const { Held::Nothing }; Composite::MAX_LIMITS];
+    // The states this request reads but does not own, by limit: none on a key's own states.
+    let mut copies: Vec<(usize, LimitState)> = Vec::new();
     let mut decisions = [Decision::allowed(0, 0, 0, 0); Composite::MAX_LIMITS];
     let mut fits = true;
     for (j, named) in limits.iter().enumerate() {
-        let (mut state, was) = match stamps.slots.get_mut(slot(j)).and_then(Option::take) {
-            Some(stamped) if stamped.written_by == named.limit => (stamped.state, Held::Own),
-            Some(stamped) => {
-                let state = if stamped.written_by.expires_at_state(&stamped.state) > now_us {
-                    named.limit.adopt_state(stamped.state.clone(), &stamped.written_by)
-                } else {
-                    named.limit.fresh_state()
-                };
-                (state, Held::Other(stamped))
-            }
-            None => (named.limit.fresh_state(), Held::Nothing),
+        let stored = stamps.slots.get(slot(j)).and_then(Option::as_ref);
+        if !stored.is_some_and(|stamped| stamped.written_by == named.limit) {
+            copies.push((j, read_as(stored, &named.limit, now_us)));
+        }
+        let peek = match state_of(stamps, &mut copies, j, slot(j)) {
+            Some(state) => named.limit.step_state(state, now_us, 0),
+            None => named.limit.step_state(&mut named.limit.fresh_state(), now_us, 0),
         };
-        let peek = named.limit.step_state(&mut state, now_us, 0);
         fits &= cost <= peek.remaining();
-        (decisions[j], states[j], held[j]) = (peek, Some(state), was);
+        decisions[j] = peek;
     }
     if cost > 0 {
         for (j, named) in limits.iter().enumerate() {
-            if let Some(state) = &mut states[j]
-                && (fits || decisions[j].remaining() < cost)
+            if (fits || decisions[j].remaining() < cost)
+                && let Some(state) = state_of(stamps, &mut copies, j, slot(j))
             {
                 decisions[j] = named.limit.step_state(state, now_us, cost);
                 debug_assert_eq!(decisions[j].is_allowed(), fits, "{named:?} broke the promise of Step::step");
             }
         }
-    }
-    let written = fits && cost > 0;
-    for (j, named) in limits.iter().enumerate() {
-        let state = states[j].take();
-        let put_back = match std::mem::replace(&mut held[j], Held::Nothing) {
-            Held::Other(original) if !written => Some(original),
-            Held::Nothing if !written => None,
-            _ => state.map(|state| Stamped { written_by: named.limit, state }),
-        };
-        if let Some(stamped) = put_back {
-            stamps.put(slot(j), stamped);
+        if fits {
+            for (j, state) in copies {
+                stamps.put(slot(j), Stamped { written_by: limits[j].limit, state });
+            }
         }
     }
     let decisions = &decisions[..limits.len()];
@@ -342,6 +319,29 @@ pub(crate) fn decide_all(
         parts.extend_from_slice(decisions);
     }
     combine(decisions, limit)
+}
+
+/// A state `stored` by another configuration (or none), as `limit` reads it.
+fn read_as(stored: Option<&Stamped>, limit: &Limit, now_us: u64) -> LimitState {
+    match stored {
+        Some(stamped) if stamped.written_by.expires_at_state(&stamped.state) > now_us => {
+            limit.adopt_state(stamped.state.clone(), &stamped.written_by)
+        }
+        _ => limit.fresh_state(),
+    }
+}
+
+/// Limit `j`'s state: its copy, or else its own in its slot.
+fn state_of<'s>(
+    stamps: &'s mut Stamps,
+    copies: &'s mut [(usize, LimitState)],
+    j: usize,
+    slot: usize,
+) -> Option<&'s mut LimitState> {
+    match copies.iter_mut().find(|(limit, _)| *limit == j) {
+        Some((_, state)) => Some(state),
+        None => stamps.slots.get_mut(slot)?.as_mut().map(|stamped| &mut stamped.state),
+    }
 }
 
 /// The decision of several limits together, from each one's: allowed if
