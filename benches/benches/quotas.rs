@@ -96,7 +96,12 @@ mod redis {
     }
 
     fn subject<A: Algorithm>(name: &'static str, algorithm: A, connection: &MultiplexedConnection) -> Subject {
-        let limiter = Redis::builder(algorithm).prefix(format!("bench:{name}:")).build(connection.clone()).unwrap();
+        // A generous timeout: the machine is shared, and a timed-out check would end the bench.
+        let limiter = Redis::builder(algorithm)
+            .prefix(format!("bench:{name}:"))
+            .timeout(Duration::from_secs(5))
+            .build(connection.clone())
+            .unwrap();
         Subject { name, limiter: std::sync::Arc::new(limiter) }
     }
 
