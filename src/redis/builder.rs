@@ -59,7 +59,8 @@ impl<A: Algorithm> RedisBuilder<A> {
     }
 
     /// The start of every Redis key this limiter writes (default
-    /// `"tollgate:"`): user key `k` is stored at `<prefix>{k}`. Limiters with
+    /// `"tollgate:"`): user key `k` is stored at `<prefix><tag>:{k}` (see
+    /// [`Redis::redis_keys`]). Limiters with
     /// different prefixes never share state; give each limiter its own.
     ///
     /// A prefix may not contain `{` or `}` ([`build`](Self::build) and

@@ -30,9 +30,10 @@ use crate::{Breakdown, Decision, Error, InMemory, RateLimiter, Result};
 /// A keyed rate limiter whose state lives in Redis, so that every process
 /// using the same Redis and prefix shares one limit.
 ///
-/// Each check is one atomic Lua script on one key, `<prefix>{<user key>}`,
-/// which expires once it reads as new again; a denial or a peek writes
-/// nothing. Time is the Redis server's `TIME` (opt out with
+/// Each check is one atomic Lua script on one key, `<prefix><tag>:{<user
+/// key>}` (for a [`Composite`](crate::Composite), one key per limit, all
+/// under the user key's hash tag, still in one script call), which expires
+/// once it reads as new again; a denial or a peek writes nothing. Time is the Redis server's `TIME` (opt out with
 /// [`RedisBuilder::client_time`]). Cloning is cheap and clones share the
 /// connection: concurrent checks are pipelined on it.
 ///
@@ -272,6 +273,8 @@ mod tests {
     #[test]
     fn limiters_are_send_sync_clone_and_static() {
         assert_shareable::<Redis<TokenBucket>>();
+        assert_limiter::<Redis<crate::Composite, redis::aio::MultiplexedConnection>>();
+        assert_limiter::<Redis<crate::Plans>>();
         assert_limiter::<Redis<SlidingLog, redis::aio::MultiplexedConnection>>();
     }
 
