@@ -25,6 +25,17 @@ pub enum Error {
         max: u64,
     },
 
+    /// The caller asked for a plan the limiter does not have: a name that
+    /// none of its [`Plans`](crate::Plans) has, or any plan at all of a
+    /// limiter without plans. (A plan that a resolver names but the limiter
+    /// does not have is the default plan instead: the resolver is
+    /// configuration, and a check cannot fail on it.)
+    #[error("this limiter has no plan named {plan:?}")]
+    UnknownPlan {
+        /// The plan asked for.
+        plan: String,
+    },
+
     /// The backend failed: a connection, protocol or server error. The
     /// client library's own error is the `source`, boxed, so that its
     /// version is not part of tollgate's API.

@@ -26,6 +26,27 @@
 //! | [`TokenBucket`] | `capacity` at once, then `rate` on average | up to `capacity` | 16 bytes |
 //! | [`LeakyBucket`] | `rate`, queued up to `capacity` | none: it says how long to hold each request | 16 bytes |
 //!
+//! ## Several limits at once, and plans
+//!
+//! "10 a second and 1000 a day" is one [`Composite`]: named limits of any
+//! algorithms, checked all or nothing, so a request the per-second limit
+//! refuses takes nothing from the day. Per-customer quotas ("free" and
+//! "pro") are [`Plans`]: each plan its own limits, the plan chosen per
+//! request by the caller or by a function of the key. Both are
+//! [`Algorithm`]s, so either backend takes them;
+//! [`RateLimiter::check_detailed`] gives each limit's own figures (a
+//! [`Breakdown`]). See `docs/quotas.md`.
+//!
+//! ```
+//! use tollgate::{Composite, FixedWindow, InMemory, Rate, TokenBucket};
+//!
+//! let api = Composite::new("per-second", TokenBucket::new(10, Rate::per_second(10))?)?
+//!     .with("per-day", FixedWindow::new(Rate::per_day(1_000))?)?;
+//! let limiter = InMemory::new(api);
+//! assert!(limiter.check_sync("user:42").is_allowed());
+//! # Ok::<(), tollgate::Error>(())
+//! ```
+//!
 //! ## Being limited is not an error
 //!
 //! A denied request is a [`Decision`] that says no, with
@@ -44,6 +65,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 mod algorithm;
+mod breakdown;
 mod clock;
 mod decision;
 mod error;
@@ -62,11 +84,12 @@ pub use self::redis::ClusterConnection;
 #[cfg(feature = "redis")]
 pub use self::redis::{BreakerHealth, BreakerState, CircuitBreaker, FailurePolicy, Health, Redis, RedisBuilder};
 pub use algorithm::all::*;
-pub use algorithm::{Algorithm, Limit};
+pub use algorithm::{Algorithm, Composite, Limit, Plans};
 /// The attribute macro that implementing [`RateLimiter`] takes, re-exported
 /// so that a backend of your own needs no dependency on `async-trait`:
 /// `#[tollgate::async_trait] impl RateLimiter for MyBackend { .. }`.
 pub use async_trait::async_trait;
+pub use breakdown::{Breakdown, LimitDecision};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use decision::Decision;
 pub use error::{Error, Result};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::{Decision, Result};
+use crate::{Breakdown, Decision, Error, Result};
 
 /// A keyed rate limiter: one allowance per key (a user, an IP, an API key).
 ///
@@ -97,6 +97,50 @@ pub trait RateLimiter: fmt::Debug + Send + Sync {
     /// admitting too much.
     async fn check_n(&self, key: &str, cost: u64) -> Result<Decision>;
 
+    /// As [`check_n`](Self::check_n), in the plan `plan` if it names one,
+    /// and with each limit's own figures: one per limit of a
+    /// [`Composite`](crate::Composite), for HTTP headers that show every
+    /// policy. See [`Breakdown`].
+    ///
+    /// With `plan: None` a limiter of [`Plans`](crate::Plans) decides in
+    /// the plan its resolver picks for `key`, as `check_n` does. The
+    /// default implementation, for limiters that know no more, reports
+    /// `check_n`'s decision as one unnamed limit.
+    ///
+    /// ```
+    /// use tollgate::{Composite, FixedWindow, InMemory, Rate, RateLimiter, SlidingLog};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let limiter = InMemory::new(
+    ///     Composite::new("per-minute", SlidingLog::new(Rate::per_minute(10))?)?
+    ///         .with("per-hour", FixedWindow::new(Rate::per_hour(100))?)?,
+    /// );
+    /// let breakdown = limiter.check_detailed("alice", 1, None).await?;
+    /// for limit in breakdown.limits() {
+    ///     // RateLimit: "per-minute";r=9;t=60, "per-hour";r=99;t=...
+    ///     println!("{:?} {} left", limit.name(), limit.decision().remaining());
+    /// }
+    /// assert_eq!(breakdown.decision().remaining(), 9);
+    /// # Ok::<(), tollgate::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`check_n`](Self::check_n), and
+    /// [`Error::UnknownPlan`](crate::Error::UnknownPlan) for a plan the
+    /// limiter does not have (any plan, for a limiter without plans).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`check_n`](Self::check_n).
+    async fn check_detailed(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
+        if let Some(plan) = plan {
+            return Err(Error::UnknownPlan { plan: plan.to_owned() });
+        }
+        Ok(Breakdown::from(self.check_n(key, cost).await?))
+    }
+
     /// Forgets `key`: its next request starts from a full allowance.
     ///
     /// # Errors
@@ -117,6 +161,10 @@ impl<L: RateLimiter + ?Sized> RateLimiter for Arc<L> {
 
     async fn check_n(&self, key: &str, cost: u64) -> Result<Decision> {
         (**self).check_n(key, cost).await
+    }
+
+    async fn check_detailed(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
+        (**self).check_detailed(key, cost, plan).await
     }
 
     async fn reset(&self, key: &str) -> Result<()> {

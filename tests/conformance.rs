@@ -5,10 +5,16 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tollgate::{Algorithm, Error, FixedWindow, InMemory, ManualClock, Rate, RateLimiter};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tollgate::{
+    Algorithm, Breakdown, Composite, Error, FixedWindow, InMemory, Limit, ManualClock, Plans, Rate, RateLimiter,
+    SlidingLog, TokenBucket,
+};
 
 use crate::support::algorithms::{awaited, for_each_algorithm};
-use crate::support::models::{EPOCH, Example, Spec, Verdict};
+use crate::support::models::{EPOCH, Example, MS, SECOND, Spec, Verdict, denied};
 
 /// A backend under test: makes limiters that share state with each other and
 /// with no limiter made before.
@@ -59,6 +65,9 @@ macro_rules! conformance_suite {
             exactly_the_limit_is_admitted_under_concurrency,
             awkward_keys_each_get_their_own_allowance,
             reset_gives_a_key_its_full_allowance_back,
+            a_composite_takes_from_every_limit_or_from_none,
+            a_composite_of_mixed_algorithms_is_exact_under_concurrency,
+            plans_keep_exact_counts_and_a_key_moves_between_them,
         );
     };
     (@tests $backend:expr; $($check:ident),* $(,)?) => {
@@ -229,4 +238,192 @@ async fn reset_gives_a_key_its_full_allowance_back_for<A: Spec>(backend: &impl B
 
 pub(crate) async fn reset_gives_a_key_its_full_allowance_back(backend: &impl Backend) {
     for_each_algorithm!(awaited, reset_gives_a_key_its_full_allowance_back_for, backend);
+}
+
+// ---------------------------------------------------------------------------
+// Composites and plans (issue 11)
+
+/// Each limit's remaining, by name, in a breakdown.
+fn remaining_by_limit(breakdown: &Breakdown) -> Vec<(&str, u64)> {
+    breakdown.limits().iter().map(|limit| (limit.name().unwrap_or(""), limit.decision().remaining())).collect()
+}
+
+/// What `key` has left in each limit now (a peek), in `plan` if named.
+async fn remaining_now<'a>(
+    limiter: &dyn RateLimiter,
+    key: &str,
+    plan: Option<&str>,
+    breakdown: &'a mut Option<Breakdown>,
+) -> Vec<(&'a str, u64)> {
+    *breakdown = Some(limiter.check_detailed(key, 0, plan).await.unwrap());
+    remaining_by_limit(breakdown.as_ref().unwrap())
+}
+
+fn ten_a_second_and_a_thousand_a_day() -> Composite {
+    Composite::new("per-second", TokenBucket::new(10, Rate::per_second(10)).unwrap())
+        .unwrap()
+        .with("per-day", FixedWindow::new(Rate::per_day(1_000)).unwrap())
+        .unwrap()
+}
+
+/// The issue's example: 100 requests at 10 a second and 1000 a day admit
+/// 10, and the day has 990 left, not 900. Denials report the binding limit's
+/// wait and the day as it stands.
+pub(crate) async fn a_composite_takes_from_every_limit_or_from_none(backend: &impl Backend) {
+    let clock = ManualClock::starting_at(START);
+    let limiter = backend.limiter(ten_a_second_and_a_thousand_a_day(), &clock).await;
+    let mut admitted = 0;
+    for _ in 0..100 {
+        admitted += u32::from(limiter.check("alice").await.unwrap().is_allowed());
+    }
+    assert_eq!(admitted, 10);
+    let mut now = None;
+    assert_eq!(remaining_now(&*limiter, "alice", None, &mut now).await, [("per-second", 0), ("per-day", 990)]);
+
+    let refused = limiter.check_detailed("alice", 1, None).await.unwrap();
+    let until_the_next_day = (86_400 - START.as_secs() % 86_400) * SECOND;
+    assert_eq!(Verdict::from(refused.decision()), denied(10, 0, 100 * MS, until_the_next_day));
+    assert_eq!(refused.binding().name(), Some("per-second"));
+    assert!(refused.get("per-day").unwrap().decision().is_allowed(), "the day would admit it: {refused:?}");
+    assert_eq!(
+        refused.limits().iter().map(|limit| limit.window()).collect::<Vec<_>>(),
+        [Some(Duration::from_secs(1)), Some(Duration::from_secs(86_400))]
+    );
+
+    // A second later the bucket is full again: ten more, from both.
+    clock.advance(Duration::from_secs(1));
+    let ten = limiter.check_n("alice", 10).await.unwrap();
+    assert_eq!((ten.is_allowed(), ten.limit(), ten.remaining()), (true, 10, 0));
+    assert_eq!(remaining_now(&*limiter, "alice", None, &mut now).await, [("per-second", 0), ("per-day", 980)]);
+    // The smallest limit is the largest cost: more is an error, from every backend, before any call.
+    let error = limiter.check_n("alice", 11).await.unwrap_err();
+    assert!(matches!(error, Error::CostTooHigh { cost: 11, max: 10 }), "{error}");
+    // And the state is the key's own: another key is untouched; a reset forgets every limit.
+    assert_eq!(remaining_now(&*limiter, "bob", None, &mut now).await, [("per-second", 10), ("per-day", 1_000)]);
+    limiter.reset("alice").await.unwrap();
+    assert_eq!(remaining_now(&*limiter, "alice", None, &mut now).await, [("per-second", 10), ("per-day", 1_000)]);
+}
+
+/// Each algorithm's limit of `limit` an hour, as a `Limit`, in the order of `algorithms.rs`.
+fn hourly_of_each(limit: u64) -> Vec<Limit> {
+    let mut limits = Vec::new();
+    macro_rules! push {
+        ($name:ident, $algorithm:ident, $limits:ident, $limit:ident) => {
+            $limits.push(Limit::from(hourly::<tollgate::$algorithm>($limit)));
+        };
+    }
+    for_each_algorithm!(push, limits, limit);
+    limits
+}
+
+/// 100 tasks over 8 limiters (on Redis, 8 connections) race on one key of
+/// composites of three algorithms, each algorithm binding in turn, with
+/// costs of 1 to 3: every limit ends having given exactly the cost that
+/// was admitted (a denial from any one limit took nothing from the others),
+/// and the binding limit gave all it could, less what no request fitted.
+pub(crate) async fn a_composite_of_mixed_algorithms_is_exact_under_concurrency(backend: &impl Backend) {
+    let (binding, more, most) = (hourly_of_each(40), hourly_of_each(60), hourly_of_each(80));
+    let algorithms = binding.len();
+    for first in 0..algorithms {
+        align_to_an_hourly_window().await;
+        let composite = Composite::new("binding", binding[first])
+            .unwrap()
+            .with("more", more[(first + 1) % algorithms])
+            .unwrap()
+            .with("most", most[(first + 2) % algorithms])
+            .unwrap();
+        let limiters = backend.limiters(composite.clone(), None, 8).await;
+        let tasks: Vec<_> = (0..100_u64)
+            .map(|task| {
+                let limiter = Arc::clone(&limiters[task as usize % limiters.len()]);
+                let cost = task % 3 + 1;
+                tokio::spawn(async move {
+                    if limiter.check_n("one key", cost).await.unwrap().is_allowed() { cost } else { 0 }
+                })
+            })
+            .collect();
+        let mut taken = 0;
+        for task in tasks {
+            taken += task.await.unwrap();
+        }
+        let mut now = None;
+        let remaining = remaining_now(&*limiters[0], "one key", None, &mut now).await;
+        assert_eq!(remaining, [("binding", 40 - taken), ("more", 60 - taken), ("most", 80 - taken)], "{composite:?}");
+        assert!(taken > 40 - 3, "{taken} taken of 40 by costs of 1 to 3: {composite:?}");
+    }
+}
+
+/// Two plans of a composite each, chosen by a lookup of the key's customer
+/// (which the test changes: a move), or by the caller: exact counts in each
+/// plan, and a key that moves keeps its usage in the limits the plans share
+/// (the same name and algorithm), finds the limits only the new plan has
+/// afresh, and finds the ones it left as it left them when it comes back.
+pub(crate) async fn plans_keep_exact_counts_and_a_key_moves_between_them(backend: &impl Backend) {
+    let free = Composite::new("per-second", TokenBucket::new(5, Rate::per_second(5)).unwrap())
+        .unwrap()
+        .with("per-day", FixedWindow::new(Rate::per_day(100)).unwrap())
+        .unwrap();
+    let pro = Composite::new("per-second", TokenBucket::new(20, Rate::per_second(20)).unwrap())
+        .unwrap()
+        .with("per-day", FixedWindow::new(Rate::per_day(1_000)).unwrap())
+        .unwrap()
+        .with("per-minute", SlidingLog::new(Rate::per_minute(300)).unwrap())
+        .unwrap();
+    let customers: Arc<Mutex<HashMap<String, &'static str>>> =
+        Arc::new(Mutex::new([("alice".to_owned(), "free"), ("bob".to_owned(), "pro")].into()));
+    let lookup = Arc::clone(&customers);
+    let plans = Plans::new("free", free)
+        .unwrap()
+        .plan("pro", pro)
+        .unwrap()
+        .resolve(move |key: &str| lookup.lock().unwrap().get(key).copied().unwrap_or("free"));
+    let clock = ManualClock::starting_at(START);
+    let limiter = backend.limiter(plans, &clock).await;
+    let burst = async |key: &str, requests: u32| {
+        let mut admitted = 0;
+        for _ in 0..requests {
+            admitted += u32::from(limiter.check(key).await.unwrap().is_allowed());
+        }
+        admitted
+    };
+    let mut now = None;
+
+    assert_eq!(burst("alice", 10).await, 5);
+    assert_eq!(remaining_now(&*limiter, "alice", None, &mut now).await, [("per-second", 0), ("per-day", 95)]);
+    assert_eq!(now.as_ref().unwrap().plan(), Some("free"));
+    assert_eq!(burst("bob", 30).await, 20);
+    let bob = [("per-second", 0), ("per-day", 980), ("per-minute", 280)];
+    assert_eq!(remaining_now(&*limiter, "bob", None, &mut now).await, bob);
+    assert_eq!(now.as_ref().unwrap().plan(), Some("pro"));
+
+    // alice upgrades: her five tokens stay taken (of 20 now), her day's five stay counted (of 1000).
+    customers.lock().unwrap().insert("alice".to_owned(), "pro");
+    let upgraded = [("per-second", 15), ("per-day", 995), ("per-minute", 300)];
+    assert_eq!(remaining_now(&*limiter, "alice", None, &mut now).await, upgraded);
+    assert_eq!(now.as_ref().unwrap().decision().limit(), 20);
+    assert_eq!(burst("alice", 20).await, 15);
+
+    // Half a second later she is back on free. The 20 tokens taken as of pro's last write
+    // count as free's whole bucket of 5, which has refilled at free's 5 a second since: 2.5.
+    clock.advance(Duration::from_millis(500));
+    customers.lock().unwrap().insert("alice".to_owned(), "free");
+    assert_eq!(remaining_now(&*limiter, "alice", None, &mut now).await, [("per-second", 2), ("per-day", 80)]);
+    let denied = limiter.check_n("alice", 3).await.unwrap();
+    assert_eq!(denied.retry_after(), Some(Duration::from_millis(100)), "half a token to go, at 5 a second");
+    // Pro's per-minute limit, which free does not have, was left as it was: back on pro, it counts.
+    clock.advance(Duration::from_secs(10));
+    let back = limiter.check_detailed("alice", 0, Some("pro")).await.unwrap();
+    assert_eq!(remaining_by_limit(&back), [("per-second", 20), ("per-day", 980), ("per-minute", 285)]);
+    // The caller names the plan; the resolver is not asked. A plan there is not is an error.
+    let carol = limiter.check_detailed("carol", 7, Some("pro")).await.unwrap();
+    assert_eq!((carol.plan(), carol.decision().remaining()), (Some("pro"), 13));
+    let error = limiter.check_detailed("carol", 1, Some("gold")).await.unwrap_err();
+    assert!(matches!(&error, Error::UnknownPlan { plan } if plan == "gold"), "{error}");
+    // Costs are checked against the plan's own limit.
+    assert!(matches!(limiter.check_n("alice", 6).await, Err(Error::CostTooHigh { cost: 6, max: 5 })));
+    // bob was never touched by any of it.
+    assert_eq!(
+        remaining_now(&*limiter, "bob", None, &mut now).await,
+        [("per-second", 20), ("per-day", 980), ("per-minute", 280)]
+    );
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::aio::MultiplexedConnection;
-use tollgate::{Clock, Decision, InMemory, ManualClock, RateLimiter, Redis};
+use tollgate::{Algorithm, Clock, Decision, InMemory, ManualClock, RateLimiter, Redis};
 
 use crate::support::algorithms::for_each_algorithm;
 use crate::support::models::Spec;
@@ -24,25 +24,29 @@ const START_US: u64 = 1_700_000_000_000_000;
 
 /// What a sequence does.
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     /// Moves the clock forward, µs.
     Advance(u64),
     /// Moves the clock back, µs (limiters must not admit more for it).
     Back(u64),
     /// Checks one of three keys at a cost: from 0 (a peek) to one more than
-    /// the most the limiter admits (an error on both backends).
-    Check { key: usize, cost: u64 },
+    /// the most the limiter admits (an error on both backends); in the plan
+    /// of that index, if one is named (`quotas_differential.rs`).
+    Check { key: usize, cost: u64, plan: Option<usize> },
 }
 
-const KEYS: [&str; 3] = ["alice", "bob", "{carol}"];
+pub(crate) const KEYS: [&str; 3] = ["alice", "bob", "{carol}"];
 
 /// Sequences for a limiter admitting at most `limit` at once, with period
-/// `period_us`; clock steps stay below `max_step_us`, so the clock stays
-/// below 2^53 µs (exact in Lua) however long the sequence.
-fn ops(limit: u64, period_us: u64, max_step_us: u64) -> impl Strategy<Value = Vec<Op>> {
+/// `period_us`, of `plans` plans to name (0: none); clock steps stay below
+/// `max_step_us`, so the clock stays below 2^53 µs (exact in Lua) however
+/// long the sequence.
+pub(crate) fn ops(limit: u64, period_us: u64, max_step_us: u64, plans: usize) -> impl Strategy<Value = Vec<Op>> {
     let step = (2 * period_us).min(max_step_us);
+    let plan = if plans == 0 { Just(None).boxed() } else { prop::option::of(0..plans).boxed() };
     let op = prop_oneof![
-        6 => (0..KEYS.len(), 0..=limit.min(1 << 20) + 1).prop_map(|(key, cost)| Op::Check { key, cost }),
+        6 => (0..KEYS.len(), 0..=limit.min(1 << 20) + 1, plan)
+            .prop_map(|(key, cost, plan)| Op::Check { key, cost, plan }),
         2 => (0..=1_000_u64.min(step)).prop_map(Op::Advance),
         2 => (0..=step).prop_map(Op::Advance),
         1 => (0..=step).prop_map(Op::Back),
@@ -53,7 +57,7 @@ fn ops(limit: u64, period_us: u64, max_step_us: u64) -> impl Strategy<Value = Ve
 /// Where the clock starts, past START_US: anywhere in a period, but at most
 /// 2^50 µs, so that the clock stays below 2^53 µs (the year 2255), the
 /// range the scripts support.
-fn offset(period_us: u64) -> std::ops::Range<u64> {
+pub(crate) fn offset(period_us: u64) -> std::ops::Range<u64> {
     0..period_us.min(1 << 50)
 }
 
@@ -69,13 +73,34 @@ fn expected_ttl_ms(decision: &Decision) -> i64 {
     decision.reset_after().as_micros().div_ceil(1_000) as i64 + 1_000
 }
 
-/// Runs `cases` sequences of `strategy`'s algorithms through both backends.
-fn decide_alike<A: Spec>(cases: u32, strategy: impl Strategy<Value = (A, u64, Vec<Op>)>) {
+/// Both backends of one algorithm, on one clock, as a check in a sequence
+/// finds them.
+pub(crate) struct Pair<'a, A: Algorithm> {
+    pub(crate) runtime: &'a tokio::runtime::Runtime,
+    pub(crate) connection: &'a MultiplexedConnection,
+    pub(crate) clock: &'a ManualClock,
+    pub(crate) memory: &'a InMemory<A, ManualClock>,
+    pub(crate) redis: &'a Redis<A, MultiplexedConnection>,
+    /// Whether the clock has gone back in this sequence: TTLs are then
+    /// measured from the newest time in the state instead.
+    pub(crate) went_back: bool,
+}
+
+/// Runs `cases` of `strategy`'s algorithms, clock offsets and sequences
+/// through an `InMemory` and a `Redis` (client-time mode, a fresh prefix
+/// each) on one `ManualClock`, moving the clock as the sequence says and
+/// calling `check` for each check of it.
+pub(crate) fn alike<A: Algorithm>(
+    cases: u32,
+    strategy: impl Strategy<Value = (A, u64, Vec<Op>)>,
+    source_file: &'static str,
+    check: impl Fn(&Pair<'_, A>, usize, &Op) -> Result<(), TestCaseError>,
+) {
     let Some(server) = RedisServer::start() else { return };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let connection = runtime.block_on(server.connection());
     let prefixes = AtomicU64::new(0);
-    let config = Config { source_file: Some(file!()), ..proptest_config(cases) };
+    let config = Config { source_file: Some(source_file), ..proptest_config(cases) };
     let result = TestRunner::new(config).run(&strategy, |(algorithm, offset_us, ops)| {
         let clock = ManualClock::starting_at(Duration::from_micros(START_US + offset_us));
         let memory = InMemory::with_clock(algorithm.clone(), clock.clone());
@@ -85,24 +110,22 @@ fn decide_alike<A: Spec>(cases: u32, strategy: impl Strategy<Value = (A, u64, Ve
             .timeout(Duration::from_secs(5))
             .build(connection.clone())
             .unwrap();
-        let mut went_back = false;
+        let mut pair = Pair {
+            runtime: &runtime,
+            connection: &connection,
+            clock: &clock,
+            memory: &memory,
+            redis: &redis,
+            went_back: false,
+        };
         for (n, op) in ops.iter().enumerate() {
             match *op {
                 Op::Advance(us) => clock.advance(Duration::from_micros(us)),
                 Op::Back(us) => {
                     clock.set(clock.now().saturating_sub(Duration::from_micros(us)));
-                    went_back |= us > 0;
+                    pair.went_back |= us > 0;
                 }
-                Op::Check { key, cost } => {
-                    let expected = outcome(memory.check_n_sync(KEYS[key], cost));
-                    let written = Instant::now();
-                    let actual = outcome(runtime.block_on(redis.check_n(KEYS[key], cost)));
-                    prop_assert_eq!(&actual, &expected, "op {} ({:?}) at {:?}", n, op, clock.now());
-                    // A clock held back measures the TTL from the newest time in the state instead.
-                    if let Some(decision) = actual.as_ref().ok().filter(|d| d.is_allowed() && cost > 0 && !went_back) {
-                        check_ttl(&runtime, &connection, &redis.redis_key(KEYS[key]), decision, written)?;
-                    }
-                }
+                Op::Check { .. } => check(&pair, n, op)?,
             }
         }
         Ok(())
@@ -112,9 +135,25 @@ fn decide_alike<A: Spec>(cases: u32, strategy: impl Strategy<Value = (A, u64, Ve
     }
 }
 
+/// Runs `cases` sequences of `strategy`'s algorithms through both backends.
+fn decide_alike<A: Spec>(cases: u32, strategy: impl Strategy<Value = (A, u64, Vec<Op>)>) {
+    alike(cases, strategy, file!(), |pair, n, op| {
+        let Op::Check { key, cost, .. } = *op else { return Ok(()) };
+        let expected = outcome(pair.memory.check_n_sync(KEYS[key], cost));
+        let written = Instant::now();
+        let actual = outcome(pair.runtime.block_on(pair.redis.check_n(KEYS[key], cost)));
+        prop_assert_eq!(&actual, &expected, "op {} ({:?}) at {:?}", n, op, pair.clock.now());
+        // A clock held back measures the TTL from the newest time in the state instead.
+        if let Some(decision) = actual.as_ref().ok().filter(|d| d.is_allowed() && cost > 0 && !pair.went_back) {
+            check_ttl(pair.runtime, pair.connection, &pair.redis.redis_key(KEYS[key]), decision, written)?;
+        }
+        Ok(())
+    });
+}
+
 /// The key expires exactly when the decision says the state reads as new:
 /// no later, and no earlier than the real time since the write allows.
-fn check_ttl(
+pub(crate) fn check_ttl(
     runtime: &tokio::runtime::Runtime,
     connection: &MultiplexedConnection,
     redis_key: &str,
@@ -137,15 +176,15 @@ fn check_ttl(
 }
 
 /// Clock steps that keep 60 of them below 2^53 µs from START_US.
-const EVERYDAY_STEP_US: u64 = 1 << 40;
+pub(crate) const EVERYDAY_STEP_US: u64 = 1 << 40;
 
 /// Steps up to 2^46 µs: sixty of them stay below 2^53 from START_US.
-const HUGE_STEP_US: u64 = 1 << 46;
+pub(crate) const HUGE_STEP_US: u64 = 1 << 46;
 
 fn everyday<A: Spec>() -> impl Strategy<Value = (A, u64, Vec<Op>)> {
     A::everyday().prop_flat_map(|algorithm| {
         let (limit, period_us) = (algorithm.limit(), algorithm.period_us());
-        (Just(algorithm), offset(period_us), ops(limit, period_us, EVERYDAY_STEP_US))
+        (Just(algorithm), offset(period_us), ops(limit, period_us, EVERYDAY_STEP_US, 0))
     })
 }
 
@@ -155,7 +194,7 @@ fn everyday<A: Spec>() -> impl Strategy<Value = (A, u64, Vec<Op>)> {
 fn at_the_edge<A: Spec>() -> impl Strategy<Value = (A, u64, Vec<Op>)> {
     A::at_the_edge().prop_flat_map(|algorithm| {
         let (limit, period_us) = (algorithm.limit(), algorithm.period_us());
-        (Just(algorithm), offset(period_us), ops(limit, period_us, HUGE_STEP_US))
+        (Just(algorithm), offset(period_us), ops(limit, period_us, HUGE_STEP_US, 0))
     })
 }
 
@@ -227,7 +266,8 @@ fn a_retry_after_whose_end_lies_past_2_53_microseconds_is_exact() {
     let rate = crate::support::models::rate;
     let period_us = (1 << 53) - 1;
     let log = SlidingLog::new(rate(2, period_us)).unwrap();
-    let ops = vec![Op::Check { key: 0, cost: 1 }, Op::Advance(12_345), Op::Check { key: 0, cost: 2 }];
+    let ops =
+        vec![Op::Check { key: 0, cost: 1, plan: None }, Op::Advance(12_345), Op::Check { key: 0, cost: 2, plan: None }];
     decide_alike(1, Just((log, 0, ops.clone())));
     let window = FixedWindow::new(rate(2, 1 << 52)).unwrap();
     decide_alike(1, Just((window, (1 << 52) - START_US % (1 << 52) - 1, ops)));

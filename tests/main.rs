@@ -19,6 +19,11 @@ mod middleware;
 mod models_match;
 #[cfg(feature = "redis")]
 mod outages;
+mod quotas;
+#[cfg(feature = "redis")]
+mod quotas_differential;
+#[cfg(feature = "redis")]
+mod quotas_redis;
 #[cfg(feature = "redis")]
 mod redis_backend;
 #[cfg(feature = "redis")]

@@ -9,20 +9,20 @@ use tollgate::{Algorithm, Error, InMemory, ManualClock};
 use crate::support::algorithms::for_each_algorithm;
 use crate::support::models::{Model, Spec, Verdict};
 
-const KEYS: [&str; 3] = ["alice", "bob", "carol"];
+pub(crate) const KEYS: [&str; 3] = ["alice", "bob", "carol"];
 
 /// One request: move the clock on, then ask for `cost` on one key.
 #[derive(Debug, Clone)]
-struct Step {
-    advance_us: u64,
-    key: usize,
-    cost: u64,
+pub(crate) struct Step {
+    pub(crate) advance_us: u64,
+    pub(crate) key: usize,
+    pub(crate) cost: u64,
 }
 
 /// Steps for a limiter of `limit` and `period_us`: costs up to two past the
 /// limit (so the errors are exercised too), clock steps within a period and
 /// past several.
-fn steps(limit: u64, period_us: u64) -> impl Strategy<Value = Vec<Step>> {
+pub(crate) fn steps(limit: u64, period_us: u64) -> impl Strategy<Value = Vec<Step>> {
     let advance = prop_oneof![Just(0), 0..=period_us / 8 + 1, 0..=3 * period_us];
     let step =
         (advance, 0..KEYS.len(), 0..=limit + 2).prop_map(|(advance_us, key, cost)| Step { advance_us, key, cost });

@@ -418,11 +418,11 @@ mod garbage_in_a_key_is_an_invalid_state_error {
 
 /// The longest any one script call may run on Redis here: the goal is about
 /// a millisecond; the bound is generous for a loaded 2-core machine.
-const SLOWEST_CALL: Duration = Duration::from_millis(20);
+pub(crate) const SLOWEST_CALL: Duration = Duration::from_millis(20);
 
 /// The durations (µs) of the script calls Redis's SLOWLOG recorded since it
 /// was last reset, longest first.
-async fn script_calls_us(connection: &mut MultiplexedConnection) -> Vec<u64> {
+pub(crate) async fn script_calls_us(connection: &mut MultiplexedConnection) -> Vec<u64> {
     let entries: Vec<redis::Value> = redis::cmd("SLOWLOG").arg("GET").arg(-1).query_async(connection).await.unwrap();
     let mut durations: Vec<u64> = entries
         .iter()
@@ -442,7 +442,7 @@ async fn script_calls_us(connection: &mut MultiplexedConnection) -> Vec<u64> {
     durations
 }
 
-async fn slowlog_everything(connection: &mut MultiplexedConnection) {
+pub(crate) async fn slowlog_everything(connection: &mut MultiplexedConnection) {
     let () =
         redis::cmd("CONFIG").arg("SET").arg("slowlog-log-slower-than").arg(0).query_async(connection).await.unwrap();
     let () = redis::cmd("CONFIG").arg("SET").arg("slowlog-max-len").arg(100_000).query_async(connection).await.unwrap();

@@ -4,9 +4,9 @@
 //! governor; `cargo bench --features redis --bench benches -- redis/` the
 //! Redis backend against raw EVALSHA; `cargo bench --features tower --bench
 //! benches -- middleware/` the tower middleware in an axum router against
-//! static headers and tower_governor. See docs/benchmarks.md (and
-//! docs/middleware.md for the middleware) for the figures and the exact
-//! commands.
+//! static headers and tower_governor; `-- quotas/` composites and plans
+//! against one algorithm alone. See docs/benchmarks.md, docs/middleware.md
+//! and docs/quotas.md for the figures and the exact commands.
 
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ mod middleware;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/support/models.rs"]
 mod models;
+mod quotas;
 #[cfg(feature = "redis")]
 mod redis_backend;
 #[cfg(feature = "redis")]
@@ -63,6 +64,6 @@ fn redis(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = memory::benches, redis, middleware
+    targets = memory::benches, redis, middleware, quotas::benches
 }
 criterion_main!(benches);

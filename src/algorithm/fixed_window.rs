@@ -1,6 +1,5 @@
 //! Fixed window: a counter per window of `period`, windows aligned to the epoch.
 
-use super::Limit;
 use super::Algorithm;
 use super::sealed::Step;
 use crate::rate::MAX_EXACT;
@@ -99,10 +98,6 @@ impl Step for FixedWindow {
 
     fn expires_at(&self, window: &Window) -> u64 {
         if window.count == 0 { 0 } else { window.start_us.saturating_add(self.period_us) }
-    }
-
-    fn as_limit(&self) -> Limit {
-        Limit::FixedWindow(*self)
     }
 }
 

@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 
-use super::Limit;
 use super::Algorithm;
 use super::sealed::Step;
 use crate::{Decision, Rate, Result, error::invalid};
@@ -141,10 +140,6 @@ impl Step for SlidingLog {
 
     fn expires_at(&self, log: &Log) -> u64 {
         log.entries.back().map_or(0, |&(newest, _)| newest.saturating_add(self.period_us))
-    }
-
-    fn as_limit(&self) -> Limit {
-        Limit::SlidingLog(*self)
     }
 }
 

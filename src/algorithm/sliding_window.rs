@@ -2,7 +2,6 @@
 //! much of it the sliding window still covers.
 
 use super::Algorithm;
-use super::Limit;
 use super::sealed::Step;
 use crate::rate::MAX_EXACT;
 use crate::{Decision, Rate, Result, error::invalid};
@@ -169,10 +168,6 @@ impl Step for SlidingWindow {
             (_, 0) => counts.start_us.saturating_add(self.period_us),
             _ => counts.start_us.saturating_add(2 * self.period_us),
         }
-    }
-
-    fn as_limit(&self) -> Limit {
-        Limit::SlidingWindow(*self)
     }
 }
 

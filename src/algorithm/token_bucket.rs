@@ -3,7 +3,7 @@
 use super::Algorithm;
 use super::sealed::Step;
 use super::meter::Charge;
-use super::{Limit, Meter, div_ceil};
+use super::{Meter, div_ceil};
 use crate::rate::MAX_EXACT;
 use crate::{Decision, Rate, Result, error::invalid};
 
@@ -100,10 +100,6 @@ impl Step for TokenBucket {
 
     fn adopt(&self, meter: Meter, written_by: &Self) -> Meter {
         meter.carried_over(written_by.period_us, self.period_us, self.full_debt())
-    }
-
-    fn as_limit(&self) -> Limit {
-        Limit::TokenBucket(*self)
     }
 }
 

@@ -7,14 +7,17 @@
 
 mod shard;
 
+use std::cell::RefCell;
+
 use async_trait::async_trait;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use self::shard::{Occasion, Shard, Swept, hash_key};
-use crate::algorithm::{Algorithm, check_cost};
+use crate::algorithm::sealed::Step;
+use crate::algorithm::{Algorithm, check_cost, select};
 use crate::clock::{Clock, MonotonicClock, micros};
-use crate::{Decision, RateLimiter, Result};
+use crate::{Breakdown, Decision, RateLimiter, Result};
 
 /// A keyed rate limiter in this process's memory.
 ///
@@ -81,7 +84,7 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     /// allocates only to remember a key it has not seen, and cannot fail:
     /// every algorithm admits a cost of 1.
     pub fn check_sync(&self, key: &str) -> Decision {
-        self.decide(key, 1)
+        self.decide_in(self.algorithm.resolve(key), key, 1, None)
     }
 
     /// [`RateLimiter::check_n`] without the async wrapper.
@@ -89,20 +92,62 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     /// # Errors
     ///
     /// [`Error::CostTooHigh`](crate::Error::CostTooHigh) when `cost` is more
-    /// than the algorithm can ever admit at once.
+    /// than the algorithm (for [`Plans`](crate::Plans), the key's plan) can
+    /// ever admit at once.
     #[inline]
     pub fn check_n_sync(&self, key: &str, cost: u64) -> Result<Decision> {
-        check_cost(&self.algorithm, cost)?;
-        Ok(self.decide(key, cost))
+        let configuration = self.algorithm.resolve(key);
+        check_cost(&self.algorithm, configuration, cost)?;
+        Ok(self.decide_in(configuration, key, cost, None))
     }
 
-    /// Decides a cost already checked against the algorithm's maximum.
+    /// [`RateLimiter::check_detailed`] without the async wrapper: the
+    /// decision in `plan` (or the key's), with each limit's own.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_n_sync`](Self::check_n_sync), and
+    /// [`Error::UnknownPlan`](crate::Error::UnknownPlan) for a plan the
+    /// algorithm does not have.
+    pub fn check_detailed_sync(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
+        let configuration = select(&self.algorithm, key, plan)?;
+        check_cost(&self.algorithm, configuration, cost)?;
+        Ok(self.detailed_in(configuration, key, cost))
+    }
+
+    /// The decision of configuration `configuration` (0 but for plans) for
+    /// a cost already checked against its limit, with each limit's own.
+    pub(crate) fn detailed_in(&self, configuration: usize, key: &str, cost: u64) -> Breakdown {
+        let described = self.algorithm.configuration(configuration);
+        let parts = RefCell::new(Vec::with_capacity(described.parts.len()));
+        let decision = self.decide_in(configuration, key, cost, Some(&parts));
+        Breakdown::new(decision, &described, &parts.into_inner())
+    }
+
+    /// Decides a cost already checked against configuration
+    /// `configuration`'s limit, pushing each limit's decision to `parts`.
     #[inline]
-    fn decide(&self, key: &str, cost: u64) -> Decision {
+    pub(crate) fn decide_in(
+        &self,
+        configuration: usize,
+        key: &str,
+        cost: u64,
+        parts: Option<&RefCell<Vec<Decision>>>,
+    ) -> Decision {
+        if configuration == 0 && parts.is_none() {
+            self.decide(&self.algorithm, key, cost)
+        } else {
+            self.decide(&Chosen { algorithm: &self.algorithm, configuration, parts }, key, cost)
+        }
+    }
+
+    /// Decides with `step`: the algorithm, or it in a chosen configuration.
+    #[inline]
+    fn decide<S: Step<State = A::State>>(&self, step: &S, key: &str, cost: u64) -> Decision {
         let hash = hash_key(&self.hasher, key.as_bytes());
         let shard = self.shard(hash);
         let now_us = micros(self.clock.now());
-        let (decision, swept) = shard.decide(&self.algorithm, &self.hasher, hash, key, now_us, cost);
+        let (decision, swept) = shard.decide(step, &self.hasher, hash, key, now_us, cost);
         if swept == Swept::Yes {
             self.sweep_another_shard(now_us);
         }
@@ -163,9 +208,35 @@ impl<A: Algorithm, C: Clock> RateLimiter for InMemory<A, C> {
         self.check_n_sync(key, cost)
     }
 
+    async fn check_detailed(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
+        self.check_detailed_sync(key, cost, plan)
+    }
+
     async fn reset(&self, key: &str) -> Result<()> {
         self.reset_sync(key);
         Ok(())
+    }
+}
+
+/// An algorithm in one configuration (a plan), passing each limit's
+/// decision on: what a shard steps when a request is decided in anything but
+/// the algorithm's default configuration, or in detail.
+struct Chosen<'a, A> {
+    algorithm: &'a A,
+    configuration: usize,
+    parts: Option<&'a RefCell<Vec<Decision>>>,
+}
+
+impl<A: Step> Step for Chosen<'_, A> {
+    type State = A::State;
+
+    fn step(&self, state: &mut A::State, now_us: u64, cost: u64) -> Decision {
+        let mut parts = self.parts.map(RefCell::borrow_mut);
+        self.algorithm.step_in(self.configuration, state, now_us, cost, parts.as_deref_mut())
+    }
+
+    fn expires_at(&self, state: &A::State) -> u64 {
+        self.algorithm.expires_at(state)
     }
 }
 

@@ -115,7 +115,7 @@ impl<S: Default> Shard<S> {
         cost: u64,
     ) -> (Decision, Swept)
     where
-        A: Algorithm + Step<State = S>,
+        A: Step<State = S>,
     {
         let key = key.as_bytes();
         let mut table = self.table.lock();
@@ -529,7 +529,7 @@ impl<S: Default> Table<S> {
     /// as the `occasion` allows; returns how many keys it forgot.
     fn sweep<A>(&mut self, algorithm: &A, hasher: &impl BuildHasher, now_us: u64, occasion: Occasion) -> usize
     where
-        A: Algorithm + Step<State = S>,
+        A: Step<State = S>,
     {
         let before = self.len;
         let Self { buckets, stash, arena, len, .. } = self;

@@ -64,7 +64,8 @@ impl<A: Algorithm> RedisBuilder<A> {
     }
 
     /// The start of every Redis key this limiter writes (default
-    /// `"tollgate:"`): user key `k` is stored at `<prefix>{k}`. Limiters with
+    /// `"tollgate:"`): user key `k` is stored at `<prefix><tag>:{k}` (see
+    /// [`Redis::redis_keys`]). Limiters with
     /// different prefixes never share state; give each limiter its own.
     ///
     /// A prefix may not contain `{` or `}` ([`build`](Self::build) and
@@ -190,7 +191,15 @@ impl<A: Algorithm> RedisBuilder<A> {
         C: ConnectionLike + Clone + Send + Sync + 'static,
     {
         self.validate()?;
-        let limit = self.algorithm.as_limit();
+        let configurations: Vec<_> = (0..self.algorithm.configurations())
+            .map(|index| scripts::prepare(&self.algorithm.configuration(index)))
+            .collect();
+        let mut every_key: Vec<scripts::KeyPart> = Vec::new();
+        for part in configurations.iter().flat_map(|configuration| &configuration.keys) {
+            if !every_key.contains(part) {
+                every_key.push(part.clone());
+            }
+        }
         let fallback = (self.failure_policy == FailurePolicy::FallbackToMemory).then(|| {
             let clock = self.client_clock.clone().unwrap_or_else(|| Arc::new(MonotonicClock::new()));
             InMemory::with_clock(self.algorithm.clone(), clock)
@@ -199,9 +208,8 @@ impl<A: Algorithm> RedisBuilder<A> {
         let inner = Inner {
             guard,
             algorithm: self.algorithm,
-            lua: scripts::script(&limit),
-            config: scripts::config(&limit),
-            tag: scripts::tag(&limit),
+            configurations,
+            every_key,
             prefix: self.prefix,
             timeout: self.timeout,
             failure_policy: self.failure_policy,

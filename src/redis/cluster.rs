@@ -3,7 +3,8 @@
 //! cluster, one per master.
 //!
 //! Nothing else changes on a cluster: each script touches one key,
-//! `<prefix>{<user key>}`, so one slot, whatever the user key is.
+//! `<prefix><tag>:{<user key>}`, or for a composite one per limit, all with
+//! the user key as their hash tag: one slot, whatever the user key is.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -26,17 +26,18 @@ pub use self::builder::RedisBuilder;
 pub use self::cluster::ClusterConnection;
 use self::guard::Guard;
 pub use self::policy::FailurePolicy;
-use crate::algorithm::{Algorithm, check_cost};
+use crate::algorithm::{Algorithm, Parts, check_cost, combine, select};
 use crate::clock::{Clock, micros};
 use crate::error::redis_error;
-use crate::{Decision, Error, InMemory, RateLimiter, Result};
+use crate::{Breakdown, Decision, Error, InMemory, RateLimiter, Result};
 
 /// A keyed rate limiter whose state lives in Redis, so that every process
 /// using the same Redis and prefix shares one limit.
 ///
-/// Each check is one atomic Lua script on one key, `<prefix>{<user key>}`,
-/// which expires once it reads as new again; a denial or a peek writes
-/// nothing. Time is the Redis server's `TIME` (opt out with
+/// Each check is one atomic Lua script on one key, `<prefix><tag>:{<user
+/// key>}` (for a [`Composite`](crate::Composite), one key per limit, all
+/// under the user key's hash tag, still in one script call), which expires
+/// once it reads as new again; a denial or a peek writes nothing. Time is the Redis server's `TIME` (opt out with
 /// [`RedisBuilder::client_time`]). Cloning is cheap and clones share the
 /// connection: concurrent checks are pipelined on it.
 ///
@@ -72,10 +73,10 @@ pub struct Redis<A: Algorithm, C = ConnectionManager> {
 struct Inner<A: Algorithm> {
     guard: Guard,
     algorithm: A,
-    lua: &'static scripts::Lua,
-    config: Vec<u64>,
-    /// The algorithm's tag in its Redis keys.
-    tag: &'static str,
+    /// Each configuration (one, or one per plan) ready to run.
+    configurations: Vec<scripts::Prepared>,
+    /// Where every configuration keeps state, each once: what a reset deletes.
+    every_key: Vec<scripts::KeyPart>,
     prefix: String,
     timeout: Duration,
     failure_policy: FailurePolicy,
@@ -104,8 +105,21 @@ impl<A: Algorithm, C> Redis<A, C> {
     /// The Redis key that holds `key`'s state: `<prefix><algorithm>:{<key>}`,
     /// where `<algorithm>` is a short tag (`fw`, `sl`, `tb`, `lb`), so that
     /// limiters of different algorithms never read each other's state.
+    ///
+    /// A [`Composite`](crate::Composite) keeps each limit's state in a key
+    /// of its own, `<prefix><name>:<algorithm>:{<key>}`: this is its first
+    /// limit's; [`redis_keys`](Self::redis_keys) gives them all.
     pub fn redis_key(&self, key: &str) -> String {
-        scripts::redis_key(&self.inner.prefix, self.inner.tag, key)
+        let first = self.inner.configurations.first().and_then(|configuration| configuration.keys.first());
+        first.map_or_else(String::new, |part| part.redis_key(&self.inner.prefix, key))
+    }
+
+    /// Every Redis key that may hold `key`'s state, each once: one for a
+    /// plain algorithm, one per limit of a composite, and those of every
+    /// plan for [`Plans`](crate::Plans). All share the hash tag `{<key>}`,
+    /// so a cluster keeps them in one slot.
+    pub fn redis_keys(&self, key: &str) -> Vec<String> {
+        self.inner.every_key.iter().map(|part| part.redis_key(&self.inner.prefix, key)).collect()
     }
 
     /// The per-call timeout.
@@ -146,19 +160,60 @@ impl<A: Algorithm, C> Redis<A, C> {
     /// The script this limiter runs and its configuration, for benches.
     #[doc(hidden)]
     pub fn script_call(&self) -> ScriptCall<'_> {
-        ScriptCall { source: self.inner.lua.source(), config: &self.inner.config }
+        let default = &self.inner.configurations[0];
+        ScriptCall { source: default.lua.source(), config: &default.config }
     }
 }
 
 impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C> {
-    /// One script call, bounded by the timeout.
-    async fn decide(&self, key: &str, cost: u64) -> Result<Decision> {
+    /// One script call in configuration `index`, bounded by the timeout:
+    /// each limit's decision.
+    async fn call(&self, index: usize, key: &str, cost: u64) -> Result<Vec<Decision>> {
         let inner = &*self.inner;
+        let prepared = &inner.configurations[index];
         let now_us = inner.client_clock.as_ref().map(|clock| micros(clock.now()));
-        let redis_key = self.redis_key(key);
+        let keys: Vec<String> = prepared.keys.iter().map(|part| part.redis_key(&inner.prefix, key)).collect();
         let mut connection = self.connection.clone();
-        let call = scripts::invoke(&mut connection, inner.lua, &redis_key, cost, now_us, &inner.config);
+        let call = scripts::invoke(&mut connection, prepared.lua, &keys, cost, now_us, &prepared.config);
         tokio::time::timeout(inner.timeout, call).await.unwrap_or(Err(Error::Timeout(inner.timeout)))
+    }
+
+    /// The decision of configuration `index` for a cost checked against its
+    /// limit: from Redis, or as the failure policy says.
+    async fn decide(&self, index: usize, key: &str, cost: u64) -> Result<Breakdown> {
+        let inner = &*self.inner;
+        let configuration = inner.algorithm.configuration(index);
+        let error = match inner.guard.admit(|| self.redis_key(key)) {
+            Ok(pass) => {
+                let result = self.call(index, key, cost).await;
+                inner.guard.record(pass, &result, &self.connection);
+                match result {
+                    Ok(parts) => {
+                        return Ok(Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts));
+                    }
+                    // State that makes no sense is not an outage: no policy guesses on it.
+                    Err(error @ Error::InvalidState { .. }) => return Err(error),
+                    Err(error) => error,
+                }
+            }
+            Err(unavailable) => {
+                yield_now_and_then().await;
+                unavailable
+            }
+        };
+        let limits: Vec<u64> = match configuration.parts {
+            Parts::One(limit) => vec![limit.limit()],
+            Parts::Several(named) => named.iter().map(|named| named.limit.limit()).collect(),
+        };
+        let fixed: Option<Vec<Decision>> =
+            limits.into_iter().map(|limit| inner.failure_policy.fixed_decision(limit)).collect();
+        if let Some(parts) = fixed {
+            return Ok(Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts));
+        }
+        match &inner.fallback {
+            Some(fallback) => Ok(fallback.detailed_in(index, key, cost)),
+            None => Err(error),
+        }
     }
 }
 
@@ -192,34 +247,30 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     /// Dropping the future after the script was sent may leave the cost
     /// taken without the caller learning it: it errs towards limiting.
     async fn check_n(&self, key: &str, cost: u64) -> Result<Decision> {
-        let inner = &*self.inner;
-        check_cost(&inner.algorithm, cost)?;
-        let error = match inner.guard.admit(|| self.redis_key(key)) {
-            Ok(pass) => {
-                let result = self.decide(key, cost).await;
-                inner.guard.record(pass, &result, &self.connection);
-                match result {
-                    Ok(decision) => return Ok(decision),
-                    // State that makes no sense is not an outage: no policy guesses on it.
-                    Err(error @ Error::InvalidState { .. }) => return Err(error),
-                    Err(error) => error,
-                }
-            }
-            Err(unavailable) => {
-                yield_now_and_then().await;
-                unavailable
-            }
-        };
-        if let Some(decision) = inner.failure_policy.fixed_decision(inner.algorithm.limit()) {
-            return Ok(decision);
-        }
-        match &inner.fallback {
-            Some(fallback) => fallback.check_n_sync(key, cost),
-            None => Err(error),
-        }
+        let index = self.inner.algorithm.resolve(key);
+        check_cost(&self.inner.algorithm, index, cost)?;
+        Ok(self.decide(index, key, cost).await?.decision())
     }
 
-    /// Deletes `key`'s Redis key (and, with
+    /// Runs the script of `plan` (or of `key`'s plan) for `key`: one call,
+    /// whatever the number of limits.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_n`](Self::check_n), and
+    /// [`Error::UnknownPlan`] before any call to Redis.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`check_n`](Self::check_n).
+    async fn check_detailed(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
+        let index = select(&self.inner.algorithm, key, plan)?;
+        check_cost(&self.inner.algorithm, index, cost)?;
+        self.decide(index, key, cost).await
+    }
+
+    /// Deletes `key`'s Redis keys (every limit's, in every plan, in one
+    /// `DEL`) (and, with
     /// [`FailurePolicy::FallbackToMemory`], its in-memory state).
     ///
     /// # Errors
@@ -247,7 +298,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
         };
         let mut connection = self.connection.clone();
         let mut delete = redis::cmd("DEL");
-        delete.arg(&redis_key);
+        delete.arg(self.redis_keys(key));
         let result = match tokio::time::timeout(inner.timeout, delete.exec_async(&mut connection)).await {
             Ok(result) => result.map_err(redis_error),
             Err(_) => Err(Error::Timeout(inner.timeout)),
@@ -277,6 +328,8 @@ mod tests {
     #[test]
     fn limiters_are_send_sync_clone_and_static() {
         assert_shareable::<Redis<TokenBucket>>();
+        assert_limiter::<Redis<crate::Composite, redis::aio::MultiplexedConnection>>();
+        assert_limiter::<Redis<crate::Plans>>();
         assert_limiter::<Redis<SlidingLog, redis::aio::MultiplexedConnection>>();
     }
 

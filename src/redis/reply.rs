@@ -1,5 +1,7 @@
 //! The reply of every script, read once: `{allowed, limit, remaining,
-//! retry_after_us, reset_after_us, wait_us}`, integers, durations in µs.
+//! retry_after_us, reset_after_us, wait_us}`, integers, durations in µs;
+//! a composite's script replies those six for each of its limits, in the
+//! order of its keys.
 
 use crate::{Decision, Error, Result};
 
@@ -22,6 +24,19 @@ pub(crate) fn decision_from_reply(reply: &[u64]) -> Result<Decision> {
     }
 }
 
+/// Each limit's decision in the reply of a script on `limits` keys: six
+/// fields each, in the order of the keys.
+pub(crate) fn decisions_from_reply(reply: &[u64], limits: usize) -> Result<Vec<Decision>> {
+    let fields = FIELD_COUNT;
+    if reply.len() != fields * limits {
+        return Err(Error::UnexpectedReply(format!("a script on {limits} keys answered {reply:?}")));
+    }
+    reply.chunks_exact(fields).map(decision_from_reply).collect()
+}
+
+/// How many fields a limit's reply has.
+const FIELD_COUNT: usize = 6;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,6 +54,23 @@ mod tests {
         // The prelude builds replies in that order, in exactly two places.
         assert!(prelude.contains("return {1, limit, remaining, 0, reset_after_us, wait_us}"));
         assert!(prelude.contains("return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0}"));
+        assert_eq!(FIELDS.len(), FIELD_COUNT);
+    }
+
+    #[test]
+    fn the_composite_script_documents_and_builds_its_reply_of_each_limits_fields_in_key_order() {
+        let composite = include_str!("../../lua/composite.lua");
+        let documented = composite.lines().find_map(|line| line.strip_prefix("-- COMPOSITE REPLY:")).unwrap();
+        assert!(documented.contains("the prelude's REPLY for each limit, in the order of KEYS"), "{documented}");
+        // Each limit's reply table, field by field, limit by limit.
+        assert!(composite.contains("for k = 1, limits do\n  for _, field in ipairs(decided[k].result[1]) do"));
+        let denied = [0, 10, 0, 7, 100, 0];
+        let allowed = [1, 5, 4, 0, 9, 0];
+        let reply: Vec<u64> = denied.iter().chain(&allowed).copied().collect();
+        let decisions = decisions_from_reply(&reply, 2).unwrap();
+        assert_eq!(decisions, [Decision::denied(10, 0, 7, 100), Decision::allowed(5, 4, 9, 0)]);
+        assert!(decisions_from_reply(&reply, 1).is_err());
+        assert!(decisions_from_reply(&reply[..11], 2).is_err());
     }
 
     #[test]

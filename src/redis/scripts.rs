@@ -1,13 +1,14 @@
 //! Which Lua runs each algorithm, with which configuration in `ARGV`, on
 //! which Redis key: the one place that pairs an algorithm with its script.
+//! A composite's script is built here too, of the same modules.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind};
 
-use super::reply::decision_from_reply;
-use crate::algorithm::Limit;
+use super::reply::decisions_from_reply;
+use crate::algorithm::{Configuration, Limit, Parts};
 use crate::error::redis_error;
 use crate::{Decision, Error, Result};
 
@@ -45,6 +46,11 @@ macro_rules! single_script {
 /// that no two algorithms ever share a key), its Lua files, and the fields
 /// of its configuration it sends as `ARGV[3..]`, in the order of its
 /// script's `ARGV[3..]:` line (a test holds the two together).
+///
+/// The composite script is the prelude, then each algorithm's files in a
+/// `do ... end` block that files its `decide` and `commit` as
+/// `modules[n]` (n: its place in this list, from 1), then
+/// `lua/composite.lua`.
 macro_rules! scripts {
     ($($algorithm:ident: $tag:literal, [$($file:literal),*], [$($field:ident),*];)*) => {
         /// The tag of `limit`'s algorithm in its Redis keys.
@@ -61,6 +67,34 @@ macro_rules! scripts {
                     static LUA: LazyLock<Lua> = LazyLock::new(|| Lua::new(single_script!($($file),*)));
                     &LUA
                 })*
+            }
+        }
+
+        /// The script that decides for several limits at once, all or nothing.
+        pub(crate) fn composite_script() -> &'static Lua {
+            static LUA: LazyLock<Lua> = LazyLock::new(|| {
+                Lua::new(concat!(
+                    include_str!("../../lua/prelude.lua"),
+                    "local modules = {}\n",
+                    $(
+                        "do\n",
+                        $(include_str!(concat!("../../lua/", $file)),)*
+                        "modules[#modules + 1] = {decide = decide, commit = commit}\nend\n",
+                    )*
+                    include_str!("../../lua/composite.lua")
+                ))
+            });
+            &LUA
+        }
+
+        /// The number of `limit`'s module in the composite script.
+        fn module(limit: &Limit) -> u64 {
+            #[allow(dead_code)]
+            enum Module {
+                $($algorithm,)*
+            }
+            match limit {
+                $(Limit::$algorithm(_) => Module::$algorithm as u64 + 1,)*
             }
         }
 
@@ -95,19 +129,43 @@ scripts! {
     SlidingWindow: "sw", ["sliding_window.lua"], [amount, period_us];
 }
 
+/// Where a limit keeps a user key's state: its name in a composite (none
+/// for a plain algorithm), and its algorithm's tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyPart {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) tag: &'static str,
+}
+
+impl KeyPart {
+    /// The Redis key of user key `key` under `prefix`.
+    pub(crate) fn redis_key(&self, prefix: &str, key: &str) -> String {
+        redis_key(prefix, self.name.as_deref(), self.tag, key)
+    }
+}
+
 /// The Redis key of `key` for an algorithm tagged `tag`:
-/// `<prefix><tag>:{<key>}`.
+/// `<prefix><tag>:{<key>}`, or `<prefix><name>:<tag>:{<key>}` for the limit
+/// named `name` of a composite.
 ///
-/// Injective: a prefix holds no brace (checked by the builder) and a tag is
-/// one of the registry's, so the first `{` ends the tag and the last byte is
-/// the closing `}`; whatever lies between is the user key, braces and all.
-/// Two algorithms never share a key, since the tag stands just before the
-/// `:{`. The braces make the user key the Redis Cluster hash tag (up to its
-/// first `}`); each script touches only this key, so it is cluster safe
-/// whatever the tag turns out to be.
-pub(crate) fn redis_key(prefix: &str, tag: &str, key: &str) -> String {
-    let mut redis_key = String::with_capacity(prefix.len() + tag.len() + key.len() + 3);
+/// Injective: a prefix and a name hold no brace (the builder and the
+/// composite check), and a tag is one of the registry's, with no `:`, so the
+/// first `{` ends the tag, the tag is what stands between it and the `:`
+/// before, and the last byte is the closing `}`; whatever lies between the
+/// braces is the user key, braces and all. Two algorithms never share a
+/// key, since the tag stands just before the `:{`; a name's limits of one
+/// algorithm do, whichever plan they are in. The braces make the user key
+/// the Redis Cluster hash tag (up to its first `}`), the same for each of a
+/// composite's keys: a script touches only keys of one slot, so it is
+/// cluster safe whatever the tag turns out to be.
+pub(crate) fn redis_key(prefix: &str, name: Option<&str>, tag: &str, key: &str) -> String {
+    let name_len = name.map_or(0, |name| name.len() + 1);
+    let mut redis_key = String::with_capacity(prefix.len() + name_len + tag.len() + key.len() + 3);
     redis_key.push_str(prefix);
+    if let Some(name) = name {
+        redis_key.push_str(name);
+        redis_key.push(':');
+    }
     redis_key.push_str(tag);
     redis_key.push_str(":{");
     redis_key.push_str(key);
@@ -115,7 +173,47 @@ pub(crate) fn redis_key(prefix: &str, tag: &str, key: &str) -> String {
     redis_key
 }
 
-/// Runs `lua` on `redis_key` with `ARGV = [cost, now_us or "", config...]`.
+/// One configuration ready to run: its script, what it sends after `cost`
+/// and `now`, and its keys.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) lua: &'static Lua,
+    /// `ARGV[3..]`.
+    pub(crate) config: Vec<u64>,
+    /// `KEYS`, in order: one per limit.
+    pub(crate) keys: Vec<KeyPart>,
+}
+
+/// How `configuration` runs on Redis. One plain algorithm: its own script on
+/// its one key, as a lone limiter of it. Named limits: the composite script,
+/// whose `ARGV[3..]` is, for each limit `k`, its module's number and the
+/// index in ARGV where its configuration starts, then the configurations.
+pub(crate) fn prepare(configuration: &Configuration<'_>) -> Prepared {
+    match configuration.parts {
+        Parts::One(limit) => Prepared {
+            lua: script(&limit),
+            config: config(&limit),
+            keys: vec![KeyPart { name: None, tag: tag(&limit) }],
+        },
+        Parts::Several(named) => {
+            let mut header = Vec::with_capacity(2 * named.len());
+            let mut configs = Vec::new();
+            // ARGV[1], ARGV[2], then two per limit: the first configuration is at ARGV[3 + 2n].
+            let first = 3 + 2 * named.len() as u64;
+            for limit in named.iter().map(|named| &named.limit) {
+                header.extend([module(limit), first + configs.len() as u64]);
+                configs.extend(config(limit));
+            }
+            header.extend(configs);
+            let keys =
+                named.iter().map(|named| KeyPart { name: Some(Arc::clone(&named.name)), tag: tag(&named.limit) });
+            Prepared { lua: composite_script(), config: header, keys: keys.collect() }
+        }
+    }
+}
+
+/// Runs `lua` on `keys` with `ARGV = [cost, now_us or "", config...]`: each
+/// key's limit's decision, in order.
 ///
 /// `EVALSHA` first; redis-rs's `invoke_async` answers `NOSCRIPT` (after a
 /// restart or `SCRIPT FLUSH`) with `SCRIPT LOAD` and one more `EVALSHA`,
@@ -126,24 +224,28 @@ pub(crate) fn redis_key(prefix: &str, tag: &str, key: &str) -> String {
 pub(crate) async fn invoke<C: ConnectionLike>(
     connection: &mut C,
     lua: &Lua,
-    redis_key: &str,
+    keys: &[String],
     cost: u64,
     now_us: Option<u64>,
     config: &[u64],
-) -> Result<Decision> {
+) -> Result<Vec<Decision>> {
     let now = now_us.map(|now_us| now_us.to_string()).unwrap_or_default();
-    let reply: Result<Vec<u64>, RedisError> =
-        match lua.script.key(redis_key).arg(cost).arg(&now).arg(config).invoke_async(connection).await {
-            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                let mut eval = Cmd::new();
-                eval.arg("EVAL").arg(lua.source).arg(1).arg(redis_key).arg(cost).arg(&now).arg(config);
-                eval.query_async(connection).await
-            }
-            reply => reply,
-        };
+    let mut invocation = lua.script.prepare_invoke();
+    for key in keys {
+        invocation.key(key);
+    }
+    invocation.arg(cost).arg(&now).arg(config);
+    let reply: Result<Vec<u64>, RedisError> = match invocation.invoke_async(connection).await {
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            let mut eval = Cmd::new();
+            eval.arg("EVAL").arg(lua.source).arg(keys.len()).arg(keys).arg(cost).arg(&now).arg(config);
+            eval.query_async(connection).await
+        }
+        reply => reply,
+    };
     match reply {
-        Ok(reply) => decision_from_reply(&reply),
-        Err(error) => Err(script_error(error, &[redis_key])),
+        Ok(reply) => decisions_from_reply(&reply, keys.len()),
+        Err(error) => Err(script_error(error, &keys.iter().map(String::as_str).collect::<Vec<_>>())),
     }
 }
 
@@ -176,10 +278,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_carry_the_algorithm_then_the_user_key_in_braces() {
-        assert_eq!(redis_key("tollgate:", "tb", "user:42"), "tollgate:tb:{user:42}");
-        assert_eq!(redis_key("p:", "fw", "a}{b"), "p:fw:{a}{b}");
-        assert_eq!(redis_key("", "sl", ""), "sl:{}");
+    fn keys_carry_the_limits_name_the_algorithm_then_the_user_key_in_braces() {
+        assert_eq!(redis_key("tollgate:", None, "tb", "user:42"), "tollgate:tb:{user:42}");
+        assert_eq!(redis_key("p:", None, "fw", "a}{b"), "p:fw:{a}{b}");
+        assert_eq!(redis_key("", None, "sl", ""), "sl:{}");
+        assert_eq!(redis_key("api:", Some("per-day"), "fw", "u"), "api:per-day:fw:{u}");
+        assert_eq!(redis_key("", Some("a:b"), "tb", ":"), "a:b:tb:{:}");
+    }
+
+    #[test]
+    fn the_composite_script_files_every_module_in_registry_order_and_points_each_limit_at_its_configuration() {
+        let source = composite_script().source;
+        assert!(source.starts_with("-- tollgate prelude"));
+        assert!(source.ends_with(include_str!("../../lua/composite.lua")));
+        let limits = one_of_each();
+        assert_eq!(source.matches("modules[#modules + 1] = {decide = decide, commit = commit}").count(), limits.len());
+        for (n, limit) in limits.iter().enumerate() {
+            assert_eq!(module(limit), n as u64 + 1);
+            // Each module's files, in order, within its block.
+            let block = source.split("\ndo\n").nth(n + 1).unwrap();
+            assert!(
+                block.contains(
+                    script(limit)
+                        .source
+                        .trim_start_matches(include_str!("../../lua/prelude.lua"))
+                        .trim_end_matches(include_str!("../../lua/single.lua"))
+                ),
+                "{limit:?}"
+            );
+        }
+        let named: Vec<_> = limits
+            .iter()
+            .enumerate()
+            .map(|(n, limit)| crate::algorithm::Named::new(format!("l{n}").into(), *limit))
+            .collect();
+        let prepared = prepare(&Configuration { plan: None, limit: 1, parts: Parts::Several(&named) });
+        let mut at = 3 + 2 * limits.len();
+        for (k, limit) in limits.iter().enumerate() {
+            assert_eq!(prepared.config[2 * k], module(limit));
+            assert_eq!(prepared.config[2 * k + 1], at as u64);
+            // ARGV[at] is config[at - 3].
+            assert_eq!(prepared.config[at - 3..at - 3 + config(limit).len()], config(limit)[..]);
+            at += config(limit).len();
+        }
+        assert_eq!(prepared.config.len(), at - 3);
     }
 
     #[test]

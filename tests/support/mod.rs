@@ -3,6 +3,7 @@
 pub mod algorithms;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod composites;
 #[cfg(feature = "redis")]
 pub(crate) mod deployment;
 #[cfg(feature = "tower")]

@@ -38,7 +38,7 @@ fn us(micros: i128) -> Duration {
     Duration::from_micros(u64::try_from(micros).expect("a model duration is never negative"))
 }
 
-fn allowed(limit: u64, remaining: impl Into<i128>, reset_after: impl Into<i128>, wait: impl Into<i128>) -> Verdict {
+pub fn allowed(limit: u64, remaining: impl Into<i128>, reset_after: impl Into<i128>, wait: impl Into<i128>) -> Verdict {
     Verdict {
         allowed: true,
         limit,
@@ -49,7 +49,7 @@ fn allowed(limit: u64, remaining: impl Into<i128>, reset_after: impl Into<i128>,
     }
 }
 
-fn denied(
+pub fn denied(
     limit: u64,
     remaining: impl Into<i128>,
     retry_after: impl Into<i128>,
@@ -67,8 +67,8 @@ fn denied(
 
 /// A realistic epoch time at the start of a second, so windows are easy to read.
 pub const EPOCH: Duration = Duration::from_secs(1_700_000_000);
-const MS: u64 = 1_000;
-const SECOND: u64 = 1_000_000;
+pub const MS: u64 = 1_000;
+pub const SECOND: u64 = 1_000_000;
 
 /// A worked example, every figure in it computed by hand: one key of
 /// `algorithm`, on a clock starting at `start`; each step moves the clock on

@@ -1,0 +1,67 @@
+-- tollgate composite: the end of the script of several limits on one user
+-- key, all or nothing (src/algorithm/composite.rs). The script is the
+-- prelude, then each algorithm's files in a `do ... end` block that files its
+-- decide and commit as modules[n] (n: the algorithm's place in the registry
+-- of src/redis/scripts.rs, from 1), then this file.
+--
+-- KEYS[k]        limit k's state: <prefix><name>:<tag>:{<user key>}; every
+--                key has the user key as its hash tag, so all are in one slot
+-- ARGV[1], ARGV[2] as the prelude says
+-- ARGV[1 + 2k]   the module of limit k, for k = 1 .. #KEYS
+-- ARGV[2 + 2k]   i: where limit k's configuration starts in ARGV (ARGV[i..]
+--                is what its module's `ARGV[3..]:` line says)
+--
+-- COMPOSITE REPLY: the prelude's REPLY for each limit, in the order of KEYS
+--   (limit k's six fields at 6k - 5 .. 6k).
+--
+-- Every limit decides first, reading only. If every one admits the request,
+-- each commits its write; otherwise nothing is written, the limits that deny
+-- answer their denial, and the others answer as a peek (cost 0) does: their
+-- figures as they stand, since nothing was taken. Each module's decide and
+-- commit is bounded, and so are the limits (16 at most): so is the call.
+
+local function pack(...)
+  return {n = select('#', ...), ...}
+end
+
+local limits = #KEYS
+local decided = {}
+local every_one_admits = true
+for k = 1, limits do
+  local module = modules[tonumber(ARGV[1 + 2 * k])]
+  if not module then
+    error('tollgate composite: no module ' .. tostring(ARGV[1 + 2 * k]))
+  end
+  local at = tonumber(ARGV[2 + 2 * k])
+  local result = pack(module.decide(k, at))
+  decided[k] = {module = module, at = at, result = result}
+  if result[1][1] ~= 1 then
+    every_one_admits = false
+  end
+end
+
+if every_one_admits then
+  for k = 1, limits do
+    local result = decided[k].result
+    -- As lua/single.lua: a write only when the request is admitted with a non-zero cost.
+    if result.n > 1 and result[2] then
+      decided[k].module.commit(k, unpack(result, 2, result.n))
+    end
+  end
+else
+  -- `cost` is the prelude's: each decide reads it.
+  cost = 0
+  for k = 1, limits do
+    if decided[k].result[1][1] == 1 then
+      decided[k].result = pack(decided[k].module.decide(k, decided[k].at))
+    end
+  end
+end
+
+local reply = {}
+for k = 1, limits do
+  for _, field in ipairs(decided[k].result[1]) do
+    reply[#reply + 1] = field
+  end
+end
+return reply
