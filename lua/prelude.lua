@@ -7,10 +7,14 @@
 --          use the server's TIME (the default: app servers with skewed clocks
 --          still agree)
 -- ARGV[3..] the algorithm's configuration, as its file's `ARGV[3..]:` line says
+--          (a reservation, lua/reserve.lua, and a give-back, lua/give_back.lua,
+--          append their own arguments after it)
 --
--- REPLY: allowed limit remaining retry_after_us reset_after_us wait_us
---          (integers: allowed is 1 or 0, durations in µs; src/redis/reply.rs
---          reads it, and its tests hold this line to the Rust side)
+-- REPLY: allowed limit remaining retry_after_us reset_after_us wait_us now_us
+--          (integers: allowed is 1 or 0, durations in µs, now_us the time the
+--          script decided at, µs since the epoch, so that a reservation's slot
+--          is now_us + wait_us; src/redis/reply.rs reads it, and its tests hold
+--          this line to the Rust side)
 --
 -- Numbers. Every quantity is an integer below 2^53, which Lua 5.1's doubles
 -- hold exactly. The scripts never form a sum or product that could pass 2^53
@@ -53,19 +57,24 @@ local function stored_int(k, n, lo, what)
 end
 
 -- The state string of KEYS[k], unpacked with `format` (struct.pack's) if its
--- length is `size` and its first byte `tag`, or nil for a missing key.
-local function read_state(k, tag, format, size)
+-- length is `size` and its first byte one of `tags` (a string of tag bytes),
+-- or nil for a missing key.
+local function read_state(k, tags, format, size)
   local raw = redis.call('GET', KEYS[k])
   if not raw then
     return nil
   end
-  if #raw ~= size or string.sub(raw, 1, 1) ~= tag then
+  if #raw ~= size or not string.find(tags, string.sub(raw, 1, 1), 1, true) then
     invalid_state(k, 'not the state of this algorithm')
   end
   return struct.unpack(format, raw)
 end
 
 local cost = tonumber(ARGV[1])
+-- nil for a check; for a reservation (lua/reserve.lua sets it), how long the
+-- request may wait for its slot, µs: an algorithm that reserves admits it if
+-- its slot is at most that far away.
+local max_wait_us = nil
 local client_time = ARGV[2] ~= ''
 local now_us
 if client_time then
@@ -95,10 +104,10 @@ local function write_state(k, value, ttl)
 end
 
 local function allowed(limit, remaining, reset_after_us, wait_us)
-  return {1, limit, remaining, 0, reset_after_us, wait_us}
+  return {1, limit, remaining, 0, reset_after_us, wait_us, now_us}
 end
 
 -- A denial never says retry after zero: a client would spin.
 local function denied(limit, remaining, retry_after_us, reset_after_us)
-  return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0}
+  return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0, now_us}
 end

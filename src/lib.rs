@@ -33,7 +33,9 @@
 //!
 //! ## Features
 //!
-//! - `redis`: the Redis backend.
+//! - `acquire`: [`RateLimiter::acquire`], which waits until a request may
+//!   go, on Tokio's timer (docs/acquire.md).
+//! - `redis`: the Redis backend (implies `acquire`).
 //! - `cluster`: the Redis backend on a Redis Cluster,
 //!   [`RedisBuilder::connect_cluster`] (implies `redis`).
 //! - `tower`: [`middleware::RateLimitLayer`], HTTP middleware for tower and axum
@@ -42,6 +44,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+#[cfg(feature = "acquire")]
+mod acquire;
 mod algorithm;
 mod clock;
 mod decision;
@@ -55,6 +59,8 @@ mod rate;
 #[path = "redis/mod.rs"]
 mod redis_backend;
 
+#[cfg(feature = "acquire")]
+pub use acquire::{Permit, TooLong};
 pub use algorithm::{Algorithm, FixedWindow, LeakyBucket, Limit, SlidingLog, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use decision::Decision;

@@ -8,12 +8,14 @@
 mod shard;
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use self::shard::{Shard, Swept};
+#[cfg(feature = "acquire")]
+use crate::acquire::{GiveBack, Lines, Permit, TooLong, Try, wait_for_slot};
 use crate::algorithm::{Algorithm, check_cost};
 use crate::clock::{Clock, MonotonicClock, micros};
 use crate::{Decision, RateLimiter, Result};
@@ -46,6 +48,9 @@ pub struct InMemory<A: Algorithm, C: Clock = MonotonicClock> {
     // Each shard's own sweep also sweeps the shard under this cursor, so idle
     // keys in shards nobody touches any more are reclaimed too.
     next_shard_to_sweep: AtomicUsize,
+    // Waiters for algorithms that reserve nothing ahead, one line per key.
+    #[cfg(feature = "acquire")]
+    lines: Lines,
 }
 
 impl<A: Algorithm> InMemory<A> {
@@ -66,6 +71,8 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
             shards: (0..shards).map(|_| Shard::default()).collect(),
             shard_mask: shards as u64 - 1,
             next_shard_to_sweep: AtomicUsize::new(0),
+            #[cfg(feature = "acquire")]
+            lines: Lines::default(),
         }
     }
 
@@ -98,17 +105,60 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
         Ok(self.decide(key, cost))
     }
 
+    /// [`RateLimiter::reserve`] without the async wrapper: reserves `cost`
+    /// for `key` at the earliest slot at most `max_wait` away, without
+    /// waiting for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CostTooHigh`](crate::Error::CostTooHigh) when `cost` is more
+    /// than the algorithm can ever admit at once.
+    pub fn reserve_sync(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
+        self.reserve_us(key, cost, u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// As [`reserve_sync`](Self::reserve_sync), with the wait in µs.
+    pub(crate) fn reserve_us(&self, key: &str, cost: u64, max_wait_us: u64) -> Result<Decision> {
+        check_cost(&self.algorithm, cost)?;
+        Ok(self.reserve_checked(key, cost, max_wait_us).0)
+    }
+
     /// Decides a cost already checked against the algorithm's maximum.
     #[inline]
     fn decide(&self, key: &str, cost: u64) -> Decision {
+        self.decide_with(key, cost, |state, now_us| (self.algorithm.step(state, now_us, cost), ())).0
+    }
+
+    /// Reserves a cost already checked against the algorithm's maximum;
+    /// returns the decision, the time it was made at (µs since the epoch)
+    /// and, if it reserved a slot ahead, the state it left (what gives it
+    /// back).
+    fn reserve_checked(&self, key: &str, cost: u64, max_wait_us: u64) -> (Decision, u64, Option<A::State>) {
+        let (decision, (now_us, written)) = self.decide_with(key, cost, |state, now_us| {
+            let decision = self.algorithm.reserve(state, now_us, cost, max_wait_us);
+            let ahead = decision.is_allowed() && !decision.wait().is_zero() && cost > 0;
+            (decision, (now_us, ahead.then(|| state.clone())))
+        });
+        (decision, now_us, written)
+    }
+
+    /// Runs `decide` on `key`'s state at the clock's time, under its shard's lock.
+    #[inline]
+    fn decide_with<R>(
+        &self,
+        key: &str,
+        cost: u64,
+        decide: impl FnOnce(&mut A::State, u64) -> (Decision, R),
+    ) -> (Decision, R) {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
         let now_us = micros(self.clock.now());
-        let (decision, swept) = shard.decide(&self.algorithm, &self.hasher, hash, key, now_us, cost);
+        let (decision, extra, swept) =
+            shard.decide(&self.algorithm, &self.hasher, hash, key, now_us, cost, |state| decide(state, now_us));
         if swept == Swept::Yes {
             self.sweep_another_shard(now_us);
         }
-        decision
+        (decision, extra)
     }
 
     /// Forgets `key`: its next request starts from a full allowance.
@@ -165,9 +215,63 @@ impl<A: Algorithm, C: Clock> RateLimiter for InMemory<A, C> {
         self.check_n_sync(key, cost)
     }
 
+    async fn reserve(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
+        self.reserve_sync(key, cost, max_wait)
+    }
+
+    /// Reserves at once (the token and leaky buckets take their slot in
+    /// the order of the calls, under the key's lock), then sleeps on one
+    /// timer until the slot. The fixed window and the sliding log wait in a
+    /// line per key instead: see [`RateLimiter::acquire_within`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CostTooHigh`](crate::Error::CostTooHigh) only.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for its slot gives the slot back
+    /// if its reservation is still the newest for the key (the state is
+    /// exactly as it left it): then the meter is exactly as if it had never
+    /// been made, and the next caller gets that slot. Otherwise the slot
+    /// goes unused.
+    #[cfg(feature = "acquire")]
+    async fn acquire_within(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Result<Permit, TooLong>> {
+        check_cost(&self.algorithm, cost)?;
+        let reach_us = self.algorithm.reach_us();
+        let line = (reach_us == 0).then_some((&self.lines, key));
+        wait_for_slot(max_wait, reach_us, line, |accept_us| {
+            let (decision, at_us, written) = self.reserve_checked(key, cost, accept_us);
+            let unused = written.map(|written| Unreserve { limiter: self, key, cost, written });
+            std::future::ready(Ok(Try::from_decision(&decision, at_us, reach_us, unused)))
+        })
+        .await
+    }
+
     async fn reset(&self, key: &str) -> Result<()> {
         self.reset_sync(key);
         Ok(())
+    }
+}
+
+/// A slot reserved in memory and not used: given back if it is still the
+/// newest for its key.
+#[cfg(feature = "acquire")]
+struct Unreserve<'a, A: Algorithm, C: Clock> {
+    limiter: &'a InMemory<A, C>,
+    key: &'a str,
+    cost: u64,
+    written: A::State,
+}
+
+#[cfg(feature = "acquire")]
+impl<A: Algorithm, C: Clock> GiveBack for Unreserve<'_, A, C> {
+    fn give_back(self) {
+        let hash = self.limiter.hasher.hash_one(self.key);
+        let algorithm = &self.limiter.algorithm;
+        self.limiter.shard(hash).update(hash, self.key, |state| {
+            let _ = algorithm.give_back(state, &self.written, self.cost);
+        });
     }
 }
 

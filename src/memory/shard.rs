@@ -67,8 +67,12 @@ impl<S> Shard<S> {
 }
 
 impl<S: Default> Shard<S> {
+    /// Runs `decide` on `key`'s state (a new one for a key not held), and
+    /// keeps the key if it admitted a non-zero `cost`; sweeps the shard when
+    /// it is due.
     #[inline]
-    pub(super) fn decide<A>(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn decide<A, R>(
         &self,
         algorithm: &A,
         hasher: &foldhash::fast::RandomState,
@@ -76,7 +80,8 @@ impl<S: Default> Shard<S> {
         key: &str,
         now_us: u64,
         cost: u64,
-    ) -> (Decision, Swept)
+        decide: impl FnOnce(&mut S) -> (Decision, R),
+    ) -> (Decision, R, Swept)
     where
         A: Algorithm + Step<State = S>,
     {
@@ -89,15 +94,25 @@ impl<S: Default> Shard<S> {
             Swept::No
         };
         if let Some(entry) = table.entries.find_mut(hash, |entry| &*entry.key == key) {
-            return (algorithm.step(&mut entry.state, now_us, cost), swept);
+            let (decision, extra) = decide(&mut entry.state);
+            return (decision, extra, swept);
         }
         let mut state = S::default();
-        let decision = algorithm.step(&mut state, now_us, cost);
+        let (decision, extra) = decide(&mut state);
         if decision.is_allowed() && cost > 0 {
             let entry = Entry { key: key.into(), state };
             table.entries.insert_unique(hash, entry, |entry| hasher.hash_one(&*entry.key));
         }
-        (decision, swept)
+        (decision, extra, swept)
+    }
+
+    /// Runs `update` on `key`'s state, if the key is held.
+    #[cfg(feature = "acquire")]
+    pub(super) fn update(&self, hash: u64, key: &str, update: impl FnOnce(&mut S)) {
+        let mut table = self.table.lock();
+        if let Some(entry) = table.entries.find_mut(hash, |entry| &*entry.key == key) {
+            update(&mut entry.state);
+        }
     }
 
     pub(super) fn sweep<A>(&self, algorithm: &A, hasher: &foldhash::fast::RandomState, now_us: u64) -> usize

@@ -148,6 +148,7 @@ impl<A: Algorithm> RedisBuilder<A> {
         let inner = Inner {
             algorithm: self.algorithm,
             lua: scripts::script(&limit),
+            reserving: scripts::reserving(&limit),
             config: scripts::config(&limit),
             tag: scripts::tag(&limit),
             prefix: self.prefix,
@@ -155,6 +156,7 @@ impl<A: Algorithm> RedisBuilder<A> {
             failure_policy: self.failure_policy,
             client_clock: self.client_clock,
             fallback,
+            lines: Default::default(),
         };
         Ok(Redis { inner: Arc::new(inner), connection })
     }

@@ -22,6 +22,8 @@ pub use self::builder::RedisBuilder;
 #[cfg(feature = "cluster")]
 pub use self::cluster::ClusterConnection;
 pub use self::policy::FailurePolicy;
+use self::reply::Reply;
+use crate::acquire::{GiveBack, Lines, Permit, TooLong, Try, system_time_us, wait_for_slot};
 use crate::algorithm::{Algorithm, check_cost};
 use crate::clock::{Clock, micros};
 use crate::error::redis_error;
@@ -63,6 +65,8 @@ pub struct Redis<A: Algorithm, C = ConnectionManager> {
 struct Inner<A: Algorithm> {
     algorithm: A,
     lua: &'static scripts::Lua,
+    /// The scripts that reserve and give back, for an algorithm that reserves.
+    reserving: Option<&'static scripts::Reserving>,
     config: Vec<u64>,
     /// The algorithm's tag in its Redis keys.
     tag: &'static str,
@@ -71,6 +75,27 @@ struct Inner<A: Algorithm> {
     failure_policy: FailurePolicy,
     client_clock: Option<Arc<dyn Clock>>,
     fallback: Option<InMemory<A, Arc<dyn Clock>>>,
+    /// This process's waiters for an algorithm that reserves nothing ahead.
+    lines: Lines,
+}
+
+/// Who answered a check or a reservation.
+enum Answer {
+    /// The script, with the time it decided at.
+    Redis(Reply),
+    /// The failure policy, with a fixed decision.
+    Policy(Decision),
+    /// The failure policy, with the in-memory fallback's decision.
+    Fallback(Decision),
+}
+
+impl Answer {
+    fn decision(&self) -> Decision {
+        match self {
+            Answer::Redis(reply) => reply.decision,
+            Answer::Policy(decision) | Answer::Fallback(decision) => *decision,
+        }
+    }
 }
 
 impl<A: Algorithm> Redis<A> {
@@ -110,14 +135,49 @@ impl<A: Algorithm, C> Redis<A, C> {
 }
 
 impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C> {
-    /// One script call, bounded by the timeout.
-    async fn decide(&self, key: &str, cost: u64) -> Result<Decision> {
+    /// One script call, bounded by the timeout: a reservation of a slot at
+    /// most `max_wait_us` away if given one and the algorithm reserves,
+    /// else a check.
+    async fn decide(&self, key: &str, cost: u64, max_wait_us: Option<u64>) -> Result<Reply> {
         let inner = &*self.inner;
         let now_us = inner.client_clock.as_ref().map(|clock| micros(clock.now()));
         let redis_key = self.redis_key(key);
         let mut connection = self.connection.clone();
-        let call = scripts::invoke(&mut connection, inner.lua, &redis_key, cost, now_us, &inner.config);
+        let reserving = inner.reserving.zip(max_wait_us);
+        let max_wait_us = max_wait_us.map(|max_wait_us| max_wait_us.min(inner.algorithm.reach_us()));
+        let (lua, appended) = match reserving {
+            Some((reserving, _)) => (&reserving.reserve, max_wait_us.as_slice()),
+            None => (inner.lua, &[][..]),
+        };
+        let call = scripts::decide(&mut connection, lua, &redis_key, cost, now_us, [&inner.config, appended]);
         tokio::time::timeout(inner.timeout, call).await.unwrap_or(Err(Error::Timeout(inner.timeout)))
+    }
+
+    /// A check (`max_wait_us` of `None`) or a reservation, answered by the
+    /// script or, if Redis fails, by the failure policy.
+    async fn answer(&self, key: &str, cost: u64, max_wait_us: Option<u64>) -> Result<Answer> {
+        let inner = &*self.inner;
+        check_cost(&inner.algorithm, cost)?;
+        let error = match self.decide(key, cost, max_wait_us).await {
+            Ok(reply) => return Ok(Answer::Redis(reply)),
+            // State that makes no sense is not an outage: no policy guesses on it.
+            Err(error @ Error::InvalidState { .. }) => return Err(error),
+            Err(error) => error,
+        };
+        if let Some(decision) = inner.failure_policy.fixed_decision(inner.algorithm.limit()) {
+            return Ok(Answer::Policy(decision));
+        }
+        match (&inner.fallback, max_wait_us) {
+            (Some(fallback), None) => fallback.check_n_sync(key, cost).map(Answer::Fallback),
+            (Some(fallback), Some(max_wait_us)) => fallback.reserve_us(key, cost, max_wait_us).map(Answer::Fallback),
+            (None, _) => Err(error),
+        }
+    }
+
+    /// The time now as this limiter would decide on it without Redis: its
+    /// client clock, or the system's.
+    fn local_now_us(&self) -> u64 {
+        self.inner.client_clock.as_ref().map_or_else(system_time_us, |clock| micros(clock.now()))
     }
 }
 
@@ -150,21 +210,77 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     /// Dropping the future after the script was sent may leave the cost
     /// taken without the caller learning it: it errs towards limiting.
     async fn check_n(&self, key: &str, cost: u64) -> Result<Decision> {
+        Ok(self.answer(key, cost, None).await?.decision())
+    }
+
+    /// Runs the algorithm's reserving script for `key`: the token and leaky
+    /// buckets reserve ahead; the others check.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_n`](Self::check_n); with
+    /// [`FailurePolicy::FallbackToMemory`], the fallback reserves in this
+    /// process.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`check_n`](Self::check_n): the slot may stay reserved.
+    async fn reserve(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
+        let max_wait_us = u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX);
+        Ok(self.answer(key, cost, Some(max_wait_us)).await?.decision())
+    }
+
+    /// One script call reserves the slot (the token and leaky buckets), in
+    /// the order the calls reach Redis, from every process; then one timer
+    /// until the slot. The fixed window and the sliding log wait in a line
+    /// per key and process: only its head calls Redis, when its denial says
+    /// capacity frees.
+    ///
+    /// When Redis fails, the failure policy answers each try:
+    /// [`FailurePolicy::Allow`] lets the request go at once;
+    /// [`FailurePolicy::Deny`] tries again after
+    /// [`DENY_RETRY_AFTER`](FailurePolicy::DENY_RETRY_AFTER), within the
+    /// maximum wait; [`FailurePolicy::FallbackToMemory`] reserves in this
+    /// process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CostTooHigh`] before any call; then as
+    /// [`check_n`](Self::check_n), at any try.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for a slot reserved on Redis
+    /// spawns one more script call (on the current Tokio runtime, bounded by
+    /// the timeout, its outcome ignored) that gives the slot back if its
+    /// reservation is still the newest for the key: written in the same µs
+    /// with that slot, which identifies it exactly when the rate is at most
+    /// one unit per µs (faster rates give nothing back). Otherwise, and if
+    /// that call fails, the slot goes unused: it errs towards limiting.
+    async fn acquire_within(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Result<Permit, TooLong>> {
         let inner = &*self.inner;
         check_cost(&inner.algorithm, cost)?;
-        let error = match self.decide(key, cost).await {
-            Ok(decision) => return Ok(decision),
-            // State that makes no sense is not an outage: no policy guesses on it.
-            Err(error @ Error::InvalidState { .. }) => return Err(error),
-            Err(error) => error,
-        };
-        if let Some(decision) = inner.failure_policy.fixed_decision(inner.algorithm.limit()) {
-            return Ok(decision);
-        }
-        match &inner.fallback {
-            Some(fallback) => fallback.check_n_sync(key, cost),
-            None => Err(error),
-        }
+        let reach_us = inner.algorithm.reach_us();
+        let line = (reach_us == 0).then_some((&inner.lines, key));
+        wait_for_slot(max_wait, reach_us, line, |accept_us| async move {
+            let reserving = (reach_us > 0).then_some(accept_us);
+            Ok(match self.answer(key, cost, reserving).await? {
+                Answer::Redis(Reply { decision, now_us }) => {
+                    let unused = (decision.is_allowed() && !decision.wait().is_zero() && cost > 0).then(|| Unreserve {
+                        redis: self.clone(),
+                        key: key.to_owned(),
+                        cost,
+                        at_us: now_us,
+                        wait_us: u64::try_from(decision.wait().as_micros()).unwrap_or(u64::MAX),
+                    });
+                    Try::from_decision(&decision, now_us, reach_us, unused)
+                }
+                Answer::Fallback(decision) => Try::from_decision(&decision, self.local_now_us(), reach_us, None),
+                // The policy's retry-after is a time to try again, not a slot out of reach.
+                Answer::Policy(decision) => Try::from_decision(&decision, self.local_now_us(), 0, None),
+            })
+        })
+        .await
     }
 
     /// Deletes `key`'s Redis key (and, with
@@ -190,6 +306,42 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
             Ok(result) => result.map_err(redis_error),
             Err(_) => Err(Error::Timeout(inner.timeout)),
         }
+    }
+}
+
+/// A slot reserved on Redis and not used: given back by one more script
+/// call, in the background.
+struct Unreserve<A: Algorithm, C> {
+    redis: Redis<A, C>,
+    key: String,
+    cost: u64,
+    at_us: u64,
+    wait_us: u64,
+}
+
+impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> GiveBack for Unreserve<A, C> {
+    fn give_back(self) {
+        // A future dropped outside a runtime (at its shutdown) gives nothing back.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let Unreserve { redis, key, cost, at_us, wait_us } = self;
+            let inner = &*redis.inner;
+            let Some(reserving) = inner.reserving else { return };
+            let now_us = inner.client_clock.as_ref().map(|clock| micros(clock.now()));
+            let mut connection = redis.connection.clone();
+            let redis_key = redis.redis_key(&key);
+            let appended = [at_us, wait_us];
+            let call = scripts::run::<_, u8>(
+                &mut connection,
+                &reserving.give_back,
+                &redis_key,
+                cost,
+                now_us,
+                [&inner.config, &appended],
+            );
+            // Best effort: if it fails, the slot goes unused.
+            let _ = tokio::time::timeout(inner.timeout, call).await;
+        });
     }
 }
 

@@ -1,25 +1,37 @@
 //! The reply of every script, read once: `{allowed, limit, remaining,
-//! retry_after_us, reset_after_us, wait_us}`, integers, durations in µs.
+//! retry_after_us, reset_after_us, wait_us, now_us}`, integers, durations in
+//! µs, `now_us` the time the script decided at (µs since the epoch).
 
 use crate::{Decision, Error, Result};
 
 /// The reply's fields, in order: what the prelude's `REPLY:` line says.
 #[cfg(test)]
-pub(crate) const FIELDS: [&str; 6] = ["allowed", "limit", "remaining", "retry_after_us", "reset_after_us", "wait_us"];
+pub(crate) const FIELDS: [&str; 7] =
+    ["allowed", "limit", "remaining", "retry_after_us", "reset_after_us", "wait_us", "now_us"];
 
-/// The decision a script replied, or why the reply is not one: an allowed
-/// request has no retry-after, a denied one has one and no wait, and no
-/// count exceeds the limit.
-pub(crate) fn decision_from_reply(reply: &[u64]) -> Result<Decision> {
-    match *reply {
-        [1, limit, remaining, 0, reset_after_us, wait_us] if remaining <= limit => {
-            Ok(Decision::allowed(limit, remaining, reset_after_us, wait_us))
+/// A script's reply: its decision, and the time it decided at (the
+/// server's `TIME`, or the client's time it was sent), so that a
+/// reservation's slot is `now_us` plus the decision's wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) decision: Decision,
+    pub(crate) now_us: u64,
+}
+
+/// The reply a script answered, or why it is not one: an allowed request
+/// has no retry-after, a denied one has one and no wait, and no count
+/// exceeds the limit.
+pub(crate) fn from_reply(reply: &[u64]) -> Result<Reply> {
+    let decision = match *reply {
+        [1, limit, remaining, 0, reset_after_us, wait_us, _] if remaining <= limit => {
+            Decision::allowed(limit, remaining, reset_after_us, wait_us)
         }
-        [0, limit, remaining, retry_after_us, reset_after_us, 0] if retry_after_us > 0 && remaining <= limit => {
-            Ok(Decision::denied(limit, remaining, retry_after_us, reset_after_us))
+        [0, limit, remaining, retry_after_us, reset_after_us, 0, _] if retry_after_us > 0 && remaining <= limit => {
+            Decision::denied(limit, remaining, retry_after_us, reset_after_us)
         }
-        _ => Err(Error::UnexpectedReply(format!("a rate limit script answered {reply:?}"))),
-    }
+        _ => return Err(Error::UnexpectedReply(format!("a rate limit script answered {reply:?}"))),
+    };
+    Ok(Reply { decision, now_us: reply[6] })
 }
 
 #[cfg(test)]
@@ -37,25 +49,28 @@ mod tests {
             .collect();
         assert_eq!(documented, FIELDS);
         // The prelude builds replies in that order, in exactly two places.
-        assert!(prelude.contains("return {1, limit, remaining, 0, reset_after_us, wait_us}"));
-        assert!(prelude.contains("return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0}"));
+        assert!(prelude.contains("return {1, limit, remaining, 0, reset_after_us, wait_us, now_us}"));
+        assert!(
+            prelude.contains("return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0, now_us}")
+        );
     }
 
     #[test]
     fn replies_become_decisions_and_nonsense_is_an_error() {
-        let allowed = decision_from_reply(&[1, 10, 9, 0, 100, 5]).unwrap();
-        assert_eq!(allowed, Decision::allowed(10, 9, 100, 5));
-        let denied = decision_from_reply(&[0, 10, 0, 7, 100, 0]).unwrap();
-        assert_eq!(denied, Decision::denied(10, 0, 7, 100));
+        let allowed = from_reply(&[1, 10, 9, 0, 100, 5, 77]).unwrap();
+        assert_eq!(allowed, Reply { decision: Decision::allowed(10, 9, 100, 5), now_us: 77 });
+        let denied = from_reply(&[0, 10, 0, 7, 100, 0, 78]).unwrap();
+        assert_eq!(denied, Reply { decision: Decision::denied(10, 0, 7, 100), now_us: 78 });
         for nonsense in [
             &[][..],
-            &[1, 10, 9, 3, 100, 0],
-            &[0, 10, 0, 0, 100, 0],
-            &[2, 1, 1, 1, 1, 1],
-            &[1; 7],
-            &[1, 10, 11, 0, 0, 0],
+            &[1, 10, 9, 0, 100, 5],
+            &[1, 10, 9, 3, 100, 0, 1],
+            &[0, 10, 0, 0, 100, 0, 1],
+            &[2, 1, 1, 1, 1, 1, 1],
+            &[1; 8],
+            &[1, 10, 11, 0, 0, 0, 1],
         ] {
-            assert!(matches!(decision_from_reply(nonsense), Err(Error::UnexpectedReply(_))), "{nonsense:?}");
+            assert!(matches!(from_reply(nonsense), Err(Error::UnexpectedReply(_))), "{nonsense:?}");
         }
     }
 }
