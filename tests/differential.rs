@@ -32,6 +32,8 @@ enum Op {
     /// Checks one of three keys at a cost: from 0 (a peek) to one more than
     /// the most the limiter admits (an error on both backends).
     Check { key: usize, cost: u64 },
+    /// Reserves on one of three keys a slot at most `max_wait` µs away.
+    Reserve { key: usize, cost: u64, max_wait: u64 },
 }
 
 const KEYS: [&str; 3] = ["alice", "bob", "{carol}"];
@@ -41,8 +43,11 @@ const KEYS: [&str; 3] = ["alice", "bob", "{carol}"];
 /// below 2^53 µs (exact in Lua) however long the sequence.
 fn ops(limit: u64, period_us: u64, max_step_us: u64) -> impl Strategy<Value = Vec<Op>> {
     let step = (2 * period_us).min(max_step_us);
+    let cost = 0..=limit.min(1 << 20) + 1;
+    let max_wait = prop_oneof![Just(0), 0..=3 * period_us, Just(u64::MAX)];
     let op = prop_oneof![
-        6 => (0..KEYS.len(), 0..=limit.min(1 << 20) + 1).prop_map(|(key, cost)| Op::Check { key, cost }),
+        6 => (0..KEYS.len(), cost.clone()).prop_map(|(key, cost)| Op::Check { key, cost }),
+        3 => (0..KEYS.len(), cost, max_wait).prop_map(|(key, cost, max_wait)| Op::Reserve { key, cost, max_wait }),
         2 => (0..=1_000_u64.min(step)).prop_map(Op::Advance),
         2 => (0..=step).prop_map(Op::Advance),
         1 => (0..=step).prop_map(Op::Back),
@@ -93,10 +98,22 @@ fn decide_alike<A: Spec>(cases: u32, strategy: impl Strategy<Value = (A, u64, Ve
                     clock.set(clock.now().saturating_sub(Duration::from_micros(us)));
                     went_back |= us > 0;
                 }
-                Op::Check { key, cost } => {
-                    let expected = outcome(memory.check_n_sync(KEYS[key], cost));
-                    let written = Instant::now();
-                    let actual = outcome(runtime.block_on(redis.check_n(KEYS[key], cost)));
+                Op::Check { key, cost } | Op::Reserve { key, cost, .. } => {
+                    let (expected, written, actual) = match *op {
+                        Op::Reserve { max_wait, .. } => {
+                            let max_wait = Duration::from_micros(max_wait);
+                            let expected = outcome(memory.reserve_sync(KEYS[key], cost, max_wait));
+                            (
+                                expected,
+                                Instant::now(),
+                                outcome(runtime.block_on(redis.reserve(KEYS[key], cost, max_wait))),
+                            )
+                        }
+                        _ => {
+                            let expected = outcome(memory.check_n_sync(KEYS[key], cost));
+                            (expected, Instant::now(), outcome(runtime.block_on(redis.check_n(KEYS[key], cost))))
+                        }
+                    };
                     prop_assert_eq!(&actual, &expected, "op {} ({:?}) at {:?}", n, op, clock.now());
                     // A clock held back measures the TTL from the newest time in the state instead.
                     if let Some(decision) = actual.as_ref().ok().filter(|d| d.is_allowed() && cost > 0 && !went_back) {
@@ -231,4 +248,14 @@ fn a_retry_after_whose_end_lies_past_2_53_microseconds_is_exact() {
     decide_alike(1, Just((log, 0, ops.clone())));
     let window = FixedWindow::new(rate(2, 1 << 52)).unwrap();
     decide_alike(1, Just((window, (1 << 52) - START_US % (1 << 52) - 1, ops)));
+}
+
+/// Found by the sequences above: the Redis backend capped a reservation's
+/// wait at the reach of the largest cost, where the step caps it at the
+/// reach of the cost asked for, and denied a slot memory reserved.
+#[test]
+fn a_reservation_near_2_53_reaches_as_far_in_lua_as_in_memory() {
+    let bucket = tollgate::LeakyBucket::new(2, crate::support::models::rate(32_295_612_640_105, 1_235_412_726_253_877));
+    let ops = vec![Op::Reserve { key: 0, cost: 1, max_wait: u64::MAX }; 9];
+    decide_alike(1, Just((bucket.unwrap(), 0, ops)));
 }

@@ -27,6 +27,7 @@ use crate::acquire::{GiveBack, Lines, Permit, TooLong, Try, system_time_us, wait
 use crate::algorithm::{Algorithm, check_cost};
 use crate::clock::{Clock, micros};
 use crate::error::redis_error;
+use crate::rate::MAX_EXACT;
 use crate::{Decision, Error, InMemory, RateLimiter, Result};
 
 /// A keyed rate limiter whose state lives in Redis, so that every process
@@ -144,7 +145,8 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         let redis_key = self.redis_key(key);
         let mut connection = self.connection.clone();
         let reserving = inner.reserving.zip(max_wait_us);
-        let max_wait_us = max_wait_us.map(|max_wait_us| max_wait_us.min(inner.algorithm.reach_us()));
+        // Sent exactly (Lua's doubles hold integers to 2^53); the script caps it at the reach, as the step does.
+        let max_wait_us = max_wait_us.map(|max_wait_us| max_wait_us.min(MAX_EXACT));
         let (lua, appended) = match reserving {
             Some((reserving, _)) => (&reserving.reserve, max_wait_us.as_slice()),
             None => (inner.lua, &[][..]),
