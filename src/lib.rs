@@ -31,6 +31,14 @@
 //! [`retry_after`](Decision::retry_after). `Err` is for a cost that can never
 //! fit ([`Error::CostTooHigh`]) and for a backend that failed.
 //!
+//! ## Waiting instead of being told no
+//!
+//! Behind a client, a limiter decides *when*: with feature `acquire`,
+//! `RateLimiter::acquire` resolves when the request may go. The token and
+//! leaky buckets reserve the slot in one call (one script call on Redis), so
+//! waiters are served in the order they asked, across processes. See
+//! docs/acquire.md.
+//!
 //! ## Features
 //!
 //! - `acquire`: [`RateLimiter::acquire`], which waits until a request may

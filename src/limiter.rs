@@ -68,8 +68,8 @@ pub trait RateLimiter: fmt::Debug + Send + Sync {
     async fn check_n(&self, key: &str, cost: u64) -> Result<Decision>;
 
     /// Reserves `cost` for `key` at the earliest slot at most `max_wait`
-    /// away, without waiting for it: the primitive under
-    /// [`acquire`](Self::acquire), for a caller that schedules work itself
+    /// away, without waiting for it: the primitive under `acquire` (feature
+    /// `acquire`), for a caller that schedules work itself
     /// (as Go's `rate.Limiter.Reserve`).
     ///
     /// Allowed, the slot is reserved and the request may go after

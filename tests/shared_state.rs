@@ -470,8 +470,8 @@ async fn slowlog_everything(connection: &mut MultiplexedConnection) {
     let () = redis::cmd("SLOWLOG").arg("RESET").query_async(connection).await.unwrap();
 }
 
-/// Admissions, denials and peeks of every algorithm, at everyday sizes and
-/// at the largest configurations the constructors accept.
+/// Admissions, denials, peeks and reservations of every algorithm, at
+/// everyday sizes and at the largest configurations the constructors accept.
 async fn every_call_is_quick<A: Spec>() {
     let Some(server) = RedisServer::start() else { return };
     let mut connection = server.connection().await;
@@ -483,6 +483,10 @@ async fn every_call_is_quick<A: Spec>() {
         let limit = algorithm.limit().min(1 << 20);
         for cost in [0, 1, limit, limit, 1, 0] {
             let _ = limiter.check_n("k", cost).await.unwrap();
+        }
+        // Reservations far ahead, and one past the reach.
+        for max_wait in [HOUR, 1_000 * HOUR, Duration::MAX] {
+            let _ = limiter.reserve("k", limit, max_wait).await.unwrap();
         }
     }
     let calls = script_calls_us(&mut connection).await;

@@ -26,7 +26,7 @@ use crate::{Error, Result};
 /// Sealed: every backend, Redis included, must implement each algorithm
 /// exactly, so the set is closed.
 pub trait Algorithm: sealed::Step + Clone + fmt::Debug + Send + Sync + 'static {
-    /// The most this algorithm admits at once: what [`Decision::limit`]
+    /// The most this algorithm admits at once: what [`Decision::limit`](crate::Decision::limit)
     /// reports, and the largest cost a request may ask for (a larger one is
     /// [`Error::CostTooHigh`]). For a window or a log, its amount; for a
     /// token bucket, its capacity; for a leaky bucket, its capacity plus the
