@@ -142,15 +142,15 @@ pub trait RateLimiter: fmt::Debug + Send + Sync {
     /// use std::time::Duration;
     /// use tollgate::{InMemory, Rate, RateLimiter, TokenBucket};
     ///
-    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
     /// // A quota of 100 requests a second, in bursts of at most 10.
     /// let upstream = InMemory::new(TokenBucket::new(10, Rate::per_second(100))?);
     /// for _ in 0..20 {
-    ///     let permit = upstream.acquire("third-party-api", 1).await?;
+    ///     let _permit = upstream.acquire("third-party-api", 1).await?;
     ///     // send the request
     /// }
     /// match upstream.acquire_within("third-party-api", 10, Duration::from_millis(20)).await? {
-    ///     Ok(permit) => { /* send the batch */ }
+    ///     Ok(_permit) => { /* send the batch */ }
     ///     Err(too_long) => assert!(too_long.wait() > Duration::from_millis(20)),
     /// }
     /// # Ok::<(), tollgate::Error>(())

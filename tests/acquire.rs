@@ -445,39 +445,46 @@ mod on_redis {
     }
 
     /// As in memory, but the slot is given back by a script call in the
-    /// background: slots 500 ms apart, so that the call has landed long
-    /// before the next caller asks.
+    /// background. Slots a second apart; the test watches the meter in
+    /// Redis (its time until empty, `updated_us + debt / amount`, on Redis's
+    /// clock) to know when the reservations and the give-back have landed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_newest_slot_given_back_on_redis_goes_to_the_next_caller() {
         let Some(server) = RedisServer::start() else { return };
-        let bucket = TokenBucket::new(1, Rate::new(1, Duration::from_millis(500))).unwrap();
+        let mut connection = server.connection().await;
+        let bucket = TokenBucket::new(1, Rate::per_second(1)).unwrap();
         let limiter =
             Arc::new(Redis::builder(bucket).timeout(Duration::from_secs(5)).connect(&server.url()).await.unwrap());
-        let first = limiter.acquire("key", 1).await.unwrap();
+        let redis_key = limiter.redis_key("key");
+        let first = micros(limiter.acquire("key", 1).await.unwrap().granted_at());
         let granted = Arc::new(Mutex::new(Vec::new()));
         let mut handles = waiters(&limiter, 1..3, &granted).await;
-        // Both have reserved (at 500 and 1 000 ms) once a peek sees the bucket a second from full.
-        let reserved = |full_in: Duration| async move { full_in > Duration::from_millis(1_200) };
-        wait_until(&limiter, reserved).await;
+        // Reserved at 1 s and 2 s: the bucket is full again at 3 s.
+        meter_empty_at(&mut connection, &redis_key, first + 3 * SECOND_US).await;
         leave(handles.remove(1)).await;
-        // Given back once the bucket is full in less than a second again.
-        wait_until(&limiter, |full_in: Duration| async move { full_in < Duration::from_millis(1_000) }).await;
-        let next = limiter.acquire("key", 1).await.unwrap();
+        // Given back: full again at 2 s.
+        meter_empty_at(&mut connection, &redis_key, first + 2 * SECOND_US).await;
+        let next = micros(limiter.acquire("key", 1).await.unwrap().granted_at());
         handles.remove(0).await.unwrap();
-        let from_first = |permit: tollgate::Permit| permit.granted_at() - first.granted_at();
-        assert_eq!(from_first(next), Duration::from_millis(1_000), "the slot of the waiter that left");
-        let second = granted.lock().unwrap()[0];
-        assert_eq!(second, (1, micros(first.granted_at() + Duration::from_millis(500))));
+        assert_eq!(next - first, 2 * SECOND_US, "the slot of the waiter that left");
+        assert_eq!(granted.lock().unwrap()[..], [(1, first + SECOND_US)]);
     }
 
-    /// Peeks until `done` says yes of the time until the key is full again (at most 3 s).
-    async fn wait_until<L: RateLimiter, F: std::future::Future<Output = bool>>(
-        limiter: &L,
-        done: impl Fn(Duration) -> F,
-    ) {
+    /// Reads the token bucket's meter at `redis_key` until it is empty at
+    /// `expected` µs (at most 3 s): its state is a tag, the debt, when it was
+    /// written and the period, and with an amount of 1 the debt drains one
+    /// unit a µs.
+    async fn meter_empty_at(connection: &mut redis::aio::MultiplexedConnection, redis_key: &str, expected: u64) {
         let deadline = Instant::now() + Duration::from_secs(3);
-        while !done(limiter.check_n("key", 0).await.unwrap().reset_after()).await {
-            assert!(Instant::now() < deadline, "the state never got there");
+        loop {
+            let state: Vec<u8> = redis::AsyncCommands::get(connection, redis_key).await.unwrap();
+            assert_eq!(state.len(), 25, "the meter at {redis_key} is gone: it was never empty at {expected} µs");
+            let number = |at: usize| f64::from_be_bytes(state[at..at + 8].try_into().unwrap()) as u64;
+            let empty_at = number(9) + number(1);
+            if empty_at == expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the meter is empty at {empty_at} µs, not {expected}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
