@@ -2,7 +2,7 @@
 -- (when the caller stopped waiting for it). The arguments are those of the
 -- reservation's check, with the time from now on, then two more:
 --
--- ARGV[#ARGV - 1] at_us: the reservation's now_us, from its reply
+-- ARGV[#ARGV - 1] at_us: the reservation's decided_at_us, from its reply
 -- ARGV[#ARGV]     wait_us: its wait_us, from its reply
 --
 -- Replies 1 if the reservation was the newest in the key and was taken back

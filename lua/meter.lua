@@ -37,6 +37,7 @@ local function read_meter(k, tag, amount, period_us, full)
     debt = full
   end
   local now = math.max(now_us, updated_us)
+  decided_at_us = now
   local elapsed = now - updated_us
   if elapsed >= ceil_div(debt, amount) then
     return 0, now
@@ -80,7 +81,8 @@ end
 -- slot `wait_us` away, `mark` being the debt at which that slot was due:
 -- takes its `added` units back if it is still the newest in KEYS[k]'s meter.
 -- The script does not have the state the reservation wrote, as the in-memory
--- store does, so it recognizes it: written at at_us, by this configuration,
+-- store does, so it recognizes it: written at at_us (the time its reply said
+-- it decided at), by this configuration,
 -- and the newest slot in the meter is wait_us after at_us. Anything written
 -- since in that same µs added at least one unit of period_us, which moves
 -- the newest slot on by at least a µs if period_us >= amount; for faster

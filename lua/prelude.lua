@@ -10,11 +10,11 @@
 --          (a reservation, lua/reserve.lua, and a give-back, lua/give_back.lua,
 --          append their own arguments after it)
 --
--- REPLY: allowed limit remaining retry_after_us reset_after_us wait_us now_us
---          (integers: allowed is 1 or 0, durations in µs, now_us the time the
---          script decided at, µs since the epoch, so that a reservation's slot
---          is now_us + wait_us; src/redis/reply.rs reads it, and its tests hold
---          this line to the Rust side)
+-- REPLY: allowed limit remaining retry_after_us reset_after_us wait_us decided_at_us
+--          (integers: allowed is 1 or 0, durations in µs, decided_at_us the
+--          time the script decided at, µs since the epoch, so that a
+--          reservation's slot is decided_at_us + wait_us; src/redis/reply.rs
+--          reads it, and its tests hold this line to the Rust side)
 --
 -- Numbers. Every quantity is an integer below 2^53, which Lua 5.1's doubles
 -- hold exactly. The scripts never form a sum or product that could pass 2^53
@@ -84,6 +84,11 @@ else
   now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
 end
 
+-- The time the reply says the script decided at: now_us, unless an
+-- algorithm held it at the newest time in its state (a clock behind the last
+-- writer's); lua/meter.lua does, so that a reservation's slot is exact.
+local decided_at_us = now_us
+
 -- A TTL of `ttl_us` µs from now_us in whole ms, rounded up: when the state
 -- reads as new again. A client clock need not run at the server's pace (a
 -- test's manual clock does not), so in client-time mode a key is kept one
@@ -104,10 +109,10 @@ local function write_state(k, value, ttl)
 end
 
 local function allowed(limit, remaining, reset_after_us, wait_us)
-  return {1, limit, remaining, 0, reset_after_us, wait_us, now_us}
+  return {1, limit, remaining, 0, reset_after_us, wait_us, decided_at_us}
 end
 
 -- A denial never says retry after zero: a client would spin.
 local function denied(limit, remaining, retry_after_us, reset_after_us)
-  return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0, now_us}
+  return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0, decided_at_us}
 end

@@ -489,6 +489,24 @@ mod on_redis {
         }
     }
 
+    /// In client-time mode, a client whose clock is behind the last
+    /// writer's is held at the writer's time, as the step holds it: its
+    /// permit's slot counts from there, not from its own clock.
+    #[tokio::test]
+    async fn a_slot_counts_from_the_newest_time_in_the_key_when_a_clients_clock_is_behind() {
+        let Some(server) = RedisServer::start() else { return };
+        let bucket = TokenBucket::new(1, Rate::new(1, Duration::from_millis(10))).unwrap();
+        let ahead = tollgate::ManualClock::starting_at(START);
+        let behind = tollgate::ManualClock::starting_at(START - Duration::from_millis(50));
+        let url = server.url();
+        let limiter = |clock: &tollgate::ManualClock| {
+            Redis::builder(bucket).client_time(clock.clone()).timeout(Duration::from_secs(5)).connect(&url)
+        };
+        let (ahead, behind) = (limiter(&ahead).await.unwrap(), limiter(&behind).await.unwrap());
+        assert_eq!(ahead.acquire("key", 1).await.unwrap().granted_at(), START);
+        assert_eq!(behind.acquire("key", 1).await.unwrap().granted_at(), START + Duration::from_millis(10));
+    }
+
     /// With Redis down, each try is the failure policy's: Allow lets the
     /// request go at once, Deny is a retry a second later (too long for
     /// 100 ms), and the in-memory fallback reserves in this process.

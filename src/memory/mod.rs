@@ -134,7 +134,11 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     /// and, if it reserved a slot ahead, the state it left (what gives it
     /// back).
     fn reserve_checked(&self, key: &str, cost: u64, max_wait_us: u64) -> (Decision, u64, Option<A::State>) {
-        let (decision, (now_us, written)) = self.decide_with(key, cost, |state, now_us| {
+        let (decision, (now_us, written)) = self.decide_with(key, cost, |state, _| {
+            // Read under the key's lock, so that reservations of one key read
+            // the clock in the order they decide: none is held back at a
+            // time another thread wrote, and each slot is its time plus its wait.
+            let now_us = micros(self.clock.now());
             let decision = self.algorithm.reserve(state, now_us, cost, max_wait_us);
             let ahead = decision.is_allowed() && !decision.wait().is_zero() && cost > 0;
             (decision, (now_us, ahead.then(|| state.clone())))

@@ -267,15 +267,15 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
         wait_for_slot(max_wait, reach_us, line, |accept_us| async move {
             let reserving = (reach_us > 0).then_some(accept_us);
             Ok(match self.answer(key, cost, reserving).await? {
-                Answer::Redis(Reply { decision, now_us }) => {
+                Answer::Redis(Reply { decision, decided_at_us }) => {
                     let unused = (decision.is_allowed() && !decision.wait().is_zero() && cost > 0).then(|| Unreserve {
                         redis: self.clone(),
                         key: key.to_owned(),
                         cost,
-                        at_us: now_us,
+                        at_us: decided_at_us,
                         wait_us: u64::try_from(decision.wait().as_micros()).unwrap_or(u64::MAX),
                     });
-                    Try::from_decision(&decision, now_us, reach_us, unused)
+                    Try::from_decision(&decision, decided_at_us, reach_us, unused)
                 }
                 Answer::Fallback(decision) => Try::from_decision(&decision, self.local_now_us(), reach_us, None),
                 // The policy's retry-after is a time to try again, not a slot out of reach.

@@ -1,21 +1,23 @@
 //! The reply of every script, read once: `{allowed, limit, remaining,
-//! retry_after_us, reset_after_us, wait_us, now_us}`, integers, durations in
-//! µs, `now_us` the time the script decided at (µs since the epoch).
+//! retry_after_us, reset_after_us, wait_us, decided_at_us}`, integers,
+//! durations in µs, `decided_at_us` the time the script decided at (µs since
+//! the epoch).
 
 use crate::{Decision, Error, Result};
 
 /// The reply's fields, in order: what the prelude's `REPLY:` line says.
 #[cfg(test)]
 pub(crate) const FIELDS: [&str; 7] =
-    ["allowed", "limit", "remaining", "retry_after_us", "reset_after_us", "wait_us", "now_us"];
+    ["allowed", "limit", "remaining", "retry_after_us", "reset_after_us", "wait_us", "decided_at_us"];
 
 /// A script's reply: its decision, and the time it decided at (the
-/// server's `TIME`, or the client's time it was sent), so that a
-/// reservation's slot is `now_us` plus the decision's wait.
+/// server's `TIME`, or the client's time it was sent; for the buckets, held
+/// at the newest time in the key's state), so that a reservation's slot is
+/// `decided_at_us` plus the decision's wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Reply {
     pub(crate) decision: Decision,
-    pub(crate) now_us: u64,
+    pub(crate) decided_at_us: u64,
 }
 
 /// The reply a script answered, or why it is not one: an allowed request
@@ -31,7 +33,7 @@ pub(crate) fn from_reply(reply: &[u64]) -> Result<Reply> {
         }
         _ => return Err(Error::UnexpectedReply(format!("a rate limit script answered {reply:?}"))),
     };
-    Ok(Reply { decision, now_us: reply[6] })
+    Ok(Reply { decision, decided_at_us: reply[6] })
 }
 
 #[cfg(test)]
@@ -49,18 +51,20 @@ mod tests {
             .collect();
         assert_eq!(documented, FIELDS);
         // The prelude builds replies in that order, in exactly two places.
-        assert!(prelude.contains("return {1, limit, remaining, 0, reset_after_us, wait_us, now_us}"));
+        assert!(prelude.contains("return {1, limit, remaining, 0, reset_after_us, wait_us, decided_at_us}"));
         assert!(
-            prelude.contains("return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0, now_us}")
+            prelude.contains(
+                "return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0, decided_at_us}"
+            )
         );
     }
 
     #[test]
     fn replies_become_decisions_and_nonsense_is_an_error() {
         let allowed = from_reply(&[1, 10, 9, 0, 100, 5, 77]).unwrap();
-        assert_eq!(allowed, Reply { decision: Decision::allowed(10, 9, 100, 5), now_us: 77 });
+        assert_eq!(allowed, Reply { decision: Decision::allowed(10, 9, 100, 5), decided_at_us: 77 });
         let denied = from_reply(&[0, 10, 0, 7, 100, 0, 78]).unwrap();
-        assert_eq!(denied, Reply { decision: Decision::denied(10, 0, 7, 100), now_us: 78 });
+        assert_eq!(denied, Reply { decision: Decision::denied(10, 0, 7, 100), decided_at_us: 78 });
         for nonsense in [
             &[][..],
             &[1, 10, 9, 0, 100, 5],
