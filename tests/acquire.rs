@@ -458,9 +458,15 @@ mod on_redis {
         let redis_key = limiter.redis_key("key");
         let first = micros(limiter.acquire("key", 1).await.unwrap().granted_at());
         let granted = Arc::new(Mutex::new(Vec::new()));
-        let mut handles = waiters(&limiter, 1..3, &granted).await;
-        // Reserved at 1 s and 2 s: the bucket is full again at 3 s.
+        // One at a time, so that the second is the newest: reserved at 1 s, then 2 s.
+        let mut handles = waiters(&limiter, 1..2, &granted).await;
+        meter_empty_at(&mut connection, &redis_key, first + 2 * SECOND_US).await;
+        handles.extend(waiters(&limiter, 2..3, &granted).await);
         meter_empty_at(&mut connection, &redis_key, first + 3 * SECOND_US).await;
+        // The reply may still be on its way to the waiter, and a waiter
+        // dropped before it reads its reply has nothing to give back: let it
+        // read it (well before the first waiter's slot, at 1 s).
+        tokio::time::sleep(Duration::from_millis(300)).await;
         leave(handles.remove(1)).await;
         // Given back: full again at 2 s.
         meter_empty_at(&mut connection, &redis_key, first + 2 * SECOND_US).await;
