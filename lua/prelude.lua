@@ -7,9 +7,13 @@
 --          use the server's TIME (the default: app servers with skewed clocks
 --          still agree)
 -- ARGV[3..] the algorithm's configuration, as its file's `ARGV[3..]:` line says
+--          (a reservation, lua/reserve.lua, and a give-back, lua/give_back.lua,
+--          append their own arguments after it)
 --
--- REPLY: allowed limit remaining retry_after_us reset_after_us wait_us
---          (integers: allowed is 1 or 0, durations in µs; src/redis/reply.rs
+-- REPLY: allowed limit remaining retry_after_us reset_after_us wait_us decided_at_us
+--          (integers: allowed is 1 or 0, durations in µs, decided_at_us the
+--          time the script decided at, µs since the epoch, so that a
+--          reservation's slot is decided_at_us + wait_us; src/redis/reply.rs
 --          reads it, and its tests hold this line to the Rust side)
 --
 -- Numbers. Every quantity is an integer below 2^53, which Lua 5.1's doubles
@@ -53,19 +57,24 @@ local function stored_int(k, n, lo, what)
 end
 
 -- The state string of KEYS[k], unpacked with `format` (struct.pack's) if its
--- length is `size` and its first byte `tag`, or nil for a missing key.
-local function read_state(k, tag, format, size)
+-- length is `size` and its first byte one of `tags` (a string of tag bytes),
+-- or nil for a missing key.
+local function read_state(k, tags, format, size)
   local raw = redis.call('GET', KEYS[k])
   if not raw then
     return nil
   end
-  if #raw ~= size or string.sub(raw, 1, 1) ~= tag then
+  if #raw ~= size or not string.find(tags, string.sub(raw, 1, 1), 1, true) then
     invalid_state(k, 'not the state of this algorithm')
   end
   return struct.unpack(format, raw)
 end
 
 local cost = tonumber(ARGV[1])
+-- nil for a check; for a reservation (lua/reserve.lua sets it), how long the
+-- request may wait for its slot, µs: an algorithm that reserves admits it if
+-- its slot is at most that far away.
+local max_wait_us = nil
 local client_time = ARGV[2] ~= ''
 local now_us
 if client_time then
@@ -74,6 +83,11 @@ else
   local time = redis.call('TIME')
   now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
 end
+
+-- The time the reply says the script decided at: now_us, unless an
+-- algorithm held it at the newest time in its state (a clock behind the last
+-- writer's); lua/meter.lua does, so that a reservation's slot is exact.
+local decided_at_us = now_us
 
 -- A TTL of `ttl_us` µs from now_us in whole ms, rounded up: when the state
 -- reads as new again. A client clock need not run at the server's pace (a
@@ -95,10 +109,10 @@ local function write_state(k, value, ttl)
 end
 
 local function allowed(limit, remaining, reset_after_us, wait_us)
-  return {1, limit, remaining, 0, reset_after_us, wait_us}
+  return {1, limit, remaining, 0, reset_after_us, wait_us, decided_at_us}
 end
 
 -- A denial never says retry after zero: a client would spin.
 local function denied(limit, remaining, retry_after_us, reset_after_us)
-  return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0}
+  return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0, decided_at_us}
 end

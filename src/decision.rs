@@ -109,7 +109,9 @@ impl Decision {
     }
 
     /// How long to hold an admitted request before passing it on: the leaky
-    /// bucket's departure slot. Zero for other algorithms and for denials.
+    /// bucket's departure slot, or the slot a
+    /// [`reserve`](crate::RateLimiter::reserve) took. Zero for the checks of
+    /// other algorithms and for denials.
     pub const fn wait(&self) -> Duration {
         Duration::from_micros(self.wait_us)
     }

@@ -53,9 +53,19 @@
 //! [`retry_after`](Decision::retry_after). `Err` is for a cost that can never
 //! fit ([`Error::CostTooHigh`]) and for a backend that failed.
 //!
+//! ## Waiting instead of being told no
+//!
+//! Behind a client, a limiter decides *when*: with feature `acquire`,
+//! `RateLimiter::acquire` resolves when the request may go. The token and
+//! leaky buckets reserve the slot in one call (one script call on Redis), so
+//! waiters are served in the order they asked, across processes. See
+//! docs/acquire.md.
+//!
 //! ## Features
 //!
-//! - `redis`: the Redis backend.
+//! - `acquire`: [`RateLimiter::acquire`], which waits until a request may
+//!   go, on Tokio's timer (docs/acquire.md).
+//! - `redis`: the Redis backend (implies `acquire`).
 //! - `cluster`: the Redis backend on a Redis Cluster,
 //!   [`RedisBuilder::connect_cluster`] (implies `redis`).
 //! - `tower`: [`middleware::RateLimitLayer`], HTTP middleware for tower and axum
@@ -64,6 +74,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+#[cfg(feature = "acquire")]
+mod acquire;
 mod algorithm;
 mod breakdown;
 mod clock;
@@ -83,6 +95,8 @@ mod redis;
 pub use self::redis::ClusterConnection;
 #[cfg(feature = "redis")]
 pub use self::redis::{BreakerHealth, BreakerState, CircuitBreaker, FailurePolicy, Health, Redis, RedisBuilder};
+#[cfg(feature = "acquire")]
+pub use acquire::{Permit, TooLong};
 pub use algorithm::all::*;
 pub use algorithm::{Algorithm, Composite, Limit, Plans};
 /// The attribute macro that implementing [`RateLimiter`] takes, re-exported

@@ -2,9 +2,12 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "acquire")]
+use crate::acquire::{Keep, Permit, TooLong, Try, system_time_us};
 use crate::{Breakdown, Decision, Error, Result};
 
 /// A keyed rate limiter: one allowance per key (a user, an IP, an API key).
@@ -141,6 +144,122 @@ pub trait RateLimiter: fmt::Debug + Send + Sync {
         Ok(Breakdown::from(self.check_n(key, cost).await?))
     }
 
+    /// Reserves `cost` for `key` at the earliest slot at most `max_wait`
+    /// away, without waiting for it: the primitive under `acquire` (feature
+    /// `acquire`), for a caller that schedules work itself
+    /// (as Go's `rate.Limiter.Reserve`).
+    ///
+    /// Allowed, the slot is reserved and the request may go after
+    /// [`Decision::wait`]; the slot counts as taken for every check and
+    /// reservation after it, so nobody jumps ahead. Denied, nothing changes,
+    /// and [`retry_after`](Decision::retry_after) is how long the request
+    /// would have had to wait. A `max_wait` of zero is a check (for the leaky
+    /// bucket, one that may not be held: its departure must be now).
+    ///
+    /// The token and leaky buckets reserve ahead, up to their reach (the
+    /// debt their meter holds stays within 2^53, so for most
+    /// configurations, years). The fixed window and the sliding log reserve
+    /// nothing ahead: for them this is [`check_n`](Self::check_n). A reserved
+    /// slot cannot be given back, except by `acquire`'s cancellation; see
+    /// docs/acquire.md.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_n`](Self::check_n).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`check_n`](Self::check_n): a future dropped after a remote call
+    /// was sent may leave the slot reserved, which errs towards limiting.
+    async fn reserve(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
+        let _ = max_wait;
+        self.check_n(key, cost).await
+    }
+
+    /// Waits until a request of `cost` for `key` may go, however long that
+    /// is, and resolves at its slot. Same as
+    /// [`acquire_within`](Self::acquire_within) with no maximum wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_within`](Self::acquire_within).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire_within`](Self::acquire_within).
+    #[cfg(feature = "acquire")]
+    async fn acquire(&self, key: &str, cost: u64) -> Result<Permit> {
+        loop {
+            // No wait is too long for Duration::MAX: this loop never turns.
+            if let Ok(permit) = self.acquire_within(key, cost, Duration::MAX).await? {
+                return Ok(permit);
+            }
+        }
+    }
+
+    /// Waits until a request of `cost` for `key` may go, and resolves at its
+    /// slot with a [`Permit`]; or, if the slot is further away than
+    /// `max_wait`, answers [`TooLong`] at once, having reserved nothing.
+    ///
+    /// Waiting costs one timer per waiter and no polling. The token and
+    /// leaky buckets reserve the slot in one call (one script call on
+    /// Redis), so waiters are served in the order they called, across
+    /// processes (on Redis, the order their calls reached it). The fixed
+    /// window and the sliding log reserve nothing ahead: waiters of one
+    /// process line up per key, in the order they called, and only the
+    /// first tries again, when its denial says capacity frees; across
+    /// processes, whoever tries first gets it. docs/acquire.md says what
+    /// each algorithm does.
+    ///
+    /// The default implementation, for other backends, tries
+    /// [`check_n`](Self::check_n) again whenever its `retry_after` says,
+    /// with no line.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tollgate::{InMemory, Rate, RateLimiter, TokenBucket};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// // A quota of 100 requests a second, in bursts of at most 10.
+    /// let upstream = InMemory::new(TokenBucket::new(10, Rate::per_second(100))?);
+    /// for _ in 0..20 {
+    ///     let _permit = upstream.acquire("third-party-api", 1).await?;
+    ///     // send the request
+    /// }
+    /// match upstream.acquire_within("third-party-api", 10, Duration::from_millis(20)).await? {
+    ///     Ok(_permit) => { /* send the batch */ }
+    ///     Err(too_long) => assert!(too_long.wait() > Duration::from_millis(20)),
+    /// }
+    /// # Ok::<(), tollgate::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CostTooHigh`](crate::Error::CostTooHigh) when `cost` can
+    /// never be admitted, before anything else; then as
+    /// [`check_n`](Self::check_n), at any of the tries. Having to wait too
+    /// long is not an error: it is the inner `Err(TooLong)`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future never lets more through than the limit. While it
+    /// waits for a reserved slot, dropping it gives the slot back if that
+    /// is exact: the reservation is the newest for its key, so that no slot
+    /// promised to another waiter moves (in memory at once; on Redis by one
+    /// more script call, made in the background, best effort). Otherwise the
+    /// slot stays taken and goes unused, which errs towards limiting. A
+    /// future dropped while its call to a remote backend is in flight may
+    /// leave its slot reserved, likewise.
+    #[cfg(feature = "acquire")]
+    async fn acquire_within(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Result<Permit, TooLong>> {
+        crate::acquire::wait_for_slot::<Keep, _, _>(max_wait, 0, None, |_| async move {
+            let decision = self.check_n(key, cost).await?;
+            Ok(Try::from_decision(&decision, system_time_us(), 0, None))
+        })
+        .await
+    }
+
     /// Forgets `key`: its next request starts from a full allowance.
     ///
     /// # Errors
@@ -165,6 +284,20 @@ impl<L: RateLimiter + ?Sized> RateLimiter for Arc<L> {
 
     async fn check_detailed(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
         (**self).check_detailed(key, cost, plan).await
+    }
+
+    async fn reserve(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
+        (**self).reserve(key, cost, max_wait).await
+    }
+
+    #[cfg(feature = "acquire")]
+    async fn acquire(&self, key: &str, cost: u64) -> Result<Permit> {
+        (**self).acquire(key, cost).await
+    }
+
+    #[cfg(feature = "acquire")]
+    async fn acquire_within(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Result<Permit, TooLong>> {
+        (**self).acquire_within(key, cost, max_wait).await
     }
 
     async fn reset(&self, key: &str) -> Result<()> {

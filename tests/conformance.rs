@@ -14,7 +14,7 @@ use tollgate::{
 };
 
 use crate::support::algorithms::{awaited, for_each_algorithm};
-use crate::support::models::{EPOCH, Example, MS, SECOND, Spec, Verdict, denied};
+use crate::support::models::{EPOCH, Example, MS, Model, SECOND, Spec, Verdict, denied};
 
 /// A backend under test: makes limiters that share state with each other and
 /// with no limiter made before.
@@ -68,6 +68,12 @@ macro_rules! conformance_suite {
             a_composite_takes_from_every_limit_or_from_none,
             a_composite_of_mixed_algorithms_is_exact_under_concurrency,
             plans_keep_exact_counts_and_a_key_moves_between_them,
+            checks_and_reservations_see_the_slots_reserved_ahead,
+        );
+        #[cfg(feature = "acquire")]
+        $crate::conformance::conformance_suite!(@tests $backend;
+            acquire_waits_for_slots_that_keep_the_promise,
+            acquire_within_too_short_a_wait_reserves_nothing,
         );
     };
     (@tests $backend:expr; $($check:ident),* $(,)?) => {
@@ -426,4 +432,87 @@ pub(crate) async fn plans_keep_exact_counts_and_a_key_moves_between_them(backend
         remaining_now(&*limiter, "bob", None, &mut now).await,
         [("per-second", 20), ("per-day", 980), ("per-minute", 280)]
     );
+}
+
+/// Reservations on one key at one instant: the token and leaky buckets take
+/// slots one after another, and a check or a reservation after them counts
+/// them as taken; the algorithms that reserve nothing ahead decide as a
+/// check does.
+async fn checks_and_reservations_see_the_slots_reserved_ahead_for<A: Spec>(backend: &impl Backend) {
+    let clock = ManualClock::starting_at(START);
+    let algorithm = hourly::<A>(2);
+    let limiter = backend.limiter(algorithm.clone(), &clock).await;
+    let hour = Duration::from_secs(3_600);
+    let mut model = algorithm.model();
+    let now = START.as_micros() as u64;
+    for (cost, max_wait) in [(2, Duration::ZERO), (1, hour), (1, hour), (1, Duration::ZERO), (1, 2 * hour)] {
+        let decision = limiter.reserve("user", cost, max_wait).await.unwrap();
+        let expected = model.reserve(now, cost, max_wait.as_micros() as u64);
+        assert_eq!(Verdict::from(decision), expected, "{algorithm:?}: {cost} within {max_wait:?}");
+    }
+    let check = limiter.check("user").await.unwrap();
+    assert_eq!(Verdict::from(check), model.decide(now, 1), "{algorithm:?}");
+    assert_eq!(check.remaining(), 0, "{algorithm:?}");
+}
+
+pub(crate) async fn checks_and_reservations_see_the_slots_reserved_ahead(backend: &impl Backend) {
+    for_each_algorithm!(awaited, checks_and_reservations_see_the_slots_reserved_ahead_for, backend);
+}
+
+/// Twelve permits among four tasks, each on its own limiter (on Redis, its
+/// own connection): each resolves, at a slot that, with all the others,
+/// keeps the algorithm's promise. Real time: three a (300 ms) period.
+#[cfg(feature = "acquire")]
+async fn acquire_waits_for_slots_that_keep_the_promise_for<A: Spec>(backend: &impl Backend) {
+    let algorithm = A::with_limit(3, Duration::from_millis(300));
+    let limiters = backend.limiters(algorithm.clone(), None, 4).await;
+    let tasks: Vec<_> = limiters
+        .into_iter()
+        .map(|limiter| {
+            tokio::spawn(async move {
+                let mut slots = Vec::new();
+                for _ in 0..3 {
+                    let permit = limiter.acquire("one key", 1).await.unwrap();
+                    assert!(permit.waited() < Duration::from_secs(10));
+                    slots.push(permit.granted_at().as_micros() as u64);
+                }
+                slots
+            })
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    for task in tasks {
+        admitted.extend(task.await.unwrap().into_iter().map(|slot| (slot, 1, 0)));
+    }
+    admitted.sort_unstable();
+    assert_eq!(admitted.len(), 12);
+    algorithm.keeps_its_promise(&admitted).unwrap_or_else(|broken| panic!("{algorithm:?}: {broken}: {admitted:?}"));
+    // Twelve of three a period need three more periods than the first three.
+    assert!(admitted[11].0 - admitted[0].0 >= 600_000, "{algorithm:?}: {admitted:?}");
+}
+
+#[cfg(feature = "acquire")]
+pub(crate) async fn acquire_waits_for_slots_that_keep_the_promise(backend: &impl Backend) {
+    for_each_algorithm!(awaited, acquire_waits_for_slots_that_keep_the_promise_for, backend);
+}
+
+/// After the limit is taken, a wait of a second is too short for the next
+/// unit of an hourly limit: `TooLong`, with at least the wait a check
+/// reports, and nothing changed.
+#[cfg(feature = "acquire")]
+async fn acquire_within_too_short_a_wait_reserves_nothing_for<A: Spec>(backend: &impl Backend) {
+    let clock = ManualClock::starting_at(START);
+    let algorithm = hourly::<A>(2);
+    let limiter = backend.limiter(algorithm.clone(), &clock).await;
+    assert!(limiter.acquire_within("user", 2, Duration::ZERO).await.unwrap().is_ok(), "{algorithm:?}");
+    let before = limiter.check_n("user", 0).await.unwrap();
+    let retry_after = limiter.check("user").await.unwrap().retry_after().unwrap();
+    let too_long = limiter.acquire_within("user", 1, Duration::from_secs(1)).await.unwrap().unwrap_err();
+    assert!(too_long.wait() >= retry_after, "{algorithm:?}: {too_long:?}, a check says {retry_after:?}");
+    assert_eq!(limiter.check_n("user", 0).await.unwrap(), before, "{algorithm:?}: the state changed");
+}
+
+#[cfg(feature = "acquire")]
+pub(crate) async fn acquire_within_too_short_a_wait_reserves_nothing(backend: &impl Backend) {
+    for_each_algorithm!(awaited, acquire_within_too_short_a_wait_reserves_nothing_for, backend);
 }

@@ -33,6 +33,8 @@ pub(crate) enum Op {
     /// the most the limiter admits (an error on both backends); in the plan
     /// of that index, if one is named (`quotas_differential.rs`).
     Check { key: usize, cost: u64, plan: Option<usize> },
+    /// Reserves on one of three keys a slot at most `max_wait` µs away.
+    Reserve { key: usize, cost: u64, max_wait: u64 },
 }
 
 pub(crate) const KEYS: [&str; 3] = ["alice", "bob", "{carol}"];
@@ -44,9 +46,11 @@ pub(crate) const KEYS: [&str; 3] = ["alice", "bob", "{carol}"];
 pub(crate) fn ops(limit: u64, period_us: u64, max_step_us: u64, plans: usize) -> impl Strategy<Value = Vec<Op>> {
     let step = (2 * period_us).min(max_step_us);
     let plan = if plans == 0 { Just(None).boxed() } else { prop::option::of(0..plans).boxed() };
+    let cost = 0..=limit.min(1 << 20) + 1;
+    let max_wait = prop_oneof![Just(0), 0..=3 * period_us, Just(u64::MAX)];
     let op = prop_oneof![
-        6 => (0..KEYS.len(), 0..=limit.min(1 << 20) + 1, plan)
-            .prop_map(|(key, cost, plan)| Op::Check { key, cost, plan }),
+        6 => (0..KEYS.len(), cost.clone(), plan).prop_map(|(key, cost, plan)| Op::Check { key, cost, plan }),
+        3 => (0..KEYS.len(), cost, max_wait).prop_map(|(key, cost, max_wait)| Op::Reserve { key, cost, max_wait }),
         2 => (0..=1_000_u64.min(step)).prop_map(Op::Advance),
         2 => (0..=step).prop_map(Op::Advance),
         1 => (0..=step).prop_map(Op::Back),
@@ -125,7 +129,7 @@ pub(crate) fn alike<A: Algorithm>(
                     clock.set(clock.now().saturating_sub(Duration::from_micros(us)));
                     pair.went_back |= us > 0;
                 }
-                Op::Check { .. } => check(&pair, n, op)?,
+                Op::Check { .. } | Op::Reserve { .. } => check(&pair, n, op)?,
             }
         }
         Ok(())
@@ -138,10 +142,21 @@ pub(crate) fn alike<A: Algorithm>(
 /// Runs `cases` sequences of `strategy`'s algorithms through both backends.
 fn decide_alike<A: Spec>(cases: u32, strategy: impl Strategy<Value = (A, u64, Vec<Op>)>) {
     alike(cases, strategy, file!(), |pair, n, op| {
-        let Op::Check { key, cost, .. } = *op else { return Ok(()) };
-        let expected = outcome(pair.memory.check_n_sync(KEYS[key], cost));
-        let written = Instant::now();
-        let actual = outcome(pair.runtime.block_on(pair.redis.check_n(KEYS[key], cost)));
+        let (key, cost, expected, written, actual) = match *op {
+            Op::Check { key, cost, .. } => {
+                let expected = outcome(pair.memory.check_n_sync(KEYS[key], cost));
+                let written = Instant::now();
+                (key, cost, expected, written, outcome(pair.runtime.block_on(pair.redis.check_n(KEYS[key], cost))))
+            }
+            Op::Reserve { key, cost, max_wait } => {
+                let max_wait = Duration::from_micros(max_wait);
+                let expected = outcome(pair.memory.reserve_sync(KEYS[key], cost, max_wait));
+                let written = Instant::now();
+                let actual = outcome(pair.runtime.block_on(pair.redis.reserve(KEYS[key], cost, max_wait)));
+                (key, cost, expected, written, actual)
+            }
+            _ => return Ok(()),
+        };
         prop_assert_eq!(&actual, &expected, "op {} ({:?}) at {:?}", n, op, pair.clock.now());
         // A clock held back measures the TTL from the newest time in the state instead.
         if let Some(decision) = actual.as_ref().ok().filter(|d| d.is_allowed() && cost > 0 && !pair.went_back) {
@@ -271,4 +286,14 @@ fn a_retry_after_whose_end_lies_past_2_53_microseconds_is_exact() {
     decide_alike(1, Just((log, 0, ops.clone())));
     let window = FixedWindow::new(rate(2, 1 << 52)).unwrap();
     decide_alike(1, Just((window, (1 << 52) - START_US % (1 << 52) - 1, ops)));
+}
+
+/// Found by the sequences above: the Redis backend capped a reservation's
+/// wait at the reach of the largest cost, where the step caps it at the
+/// reach of the cost asked for, and denied a slot memory reserved.
+#[test]
+fn a_reservation_near_2_53_reaches_as_far_in_lua_as_in_memory() {
+    let bucket = tollgate::LeakyBucket::new(2, crate::support::models::rate(32_295_612_640_105, 1_235_412_726_253_877));
+    let ops = vec![Op::Reserve { key: 0, cost: 1, max_wait: u64::MAX }; 9];
+    decide_alike(1, Just((bucket.unwrap(), 0, ops)));
 }

@@ -1,6 +1,6 @@
 //! The promise each algorithm makes (`Spec::keeps_its_promise`), checked on
 //! what it actually admitted under random traffic, independently of any
-//! model.
+//! model: checks admitted when they are made, reservations at their slots.
 
 use std::time::Duration;
 
@@ -10,24 +10,32 @@ use tollgate::{Algorithm, InMemory, ManualClock};
 use crate::support::algorithms::for_each_algorithm;
 use crate::support::models::Spec;
 
-/// Requests as (microseconds since the previous one, cost), for a limiter
-/// of `limit` and `period_us`.
-fn traffic(limit: u64, period_us: u64) -> impl Strategy<Value = Vec<(u64, u64)>> {
-    prop::collection::vec((prop_oneof![Just(0), 0..=period_us / 2 + 1], 1..=limit), 1..300)
+/// Requests as (microseconds since the previous one, cost, the longest a
+/// reservation may wait or `None` for a check), for a limiter of `limit`
+/// and `period_us`.
+fn traffic(limit: u64, period_us: u64) -> impl Strategy<Value = Vec<(u64, u64, Option<u64>)>> {
+    let max_wait = prop_oneof![Just(None), (0..=3 * period_us).prop_map(Some)];
+    prop::collection::vec((prop_oneof![Just(0), 0..=period_us / 2 + 1], 1..=limit, max_wait), 1..300)
 }
 
-/// Runs `traffic` on one key; returns each admission as (time µs, cost, wait µs).
-fn admitted<A: Spec>(algorithm: A, start_us: u64, traffic: &[(u64, u64)]) -> Vec<(u64, u64, u64)> {
+/// Runs `traffic` on one key; returns each admission as (time µs, cost,
+/// wait µs): a reservation's time is its slot, and a leaky bucket's
+/// request departs after its wait.
+fn admitted<A: Spec>(algorithm: A, start_us: u64, traffic: &[(u64, u64, Option<u64>)]) -> Vec<(u64, u64, u64)> {
     let clock = ManualClock::starting_at(Duration::from_micros(start_us));
     let limiter = InMemory::with_clock(algorithm, clock.clone());
     let mut now = start_us;
     let mut admitted = Vec::new();
-    for &(gap, cost) in traffic {
+    for &(gap, cost, max_wait) in traffic {
         clock.advance(Duration::from_micros(gap));
         now += gap;
-        let decision = limiter.check_n_sync("key", cost).unwrap();
+        let decision = match max_wait {
+            None => limiter.check_n_sync("key", cost).unwrap(),
+            Some(max_wait) => limiter.reserve_sync("key", cost, Duration::from_micros(max_wait)).unwrap(),
+        };
         if decision.is_allowed() {
-            admitted.push((now, cost, decision.wait().as_micros() as u64));
+            // Every wait is a time the request may not go before: where it goes.
+            admitted.push((now + decision.wait().as_micros() as u64, cost, 0));
         }
     }
     admitted

@@ -2,6 +2,8 @@
 
 mod support;
 
+#[cfg(feature = "acquire")]
+mod acquire;
 mod bad_input;
 #[cfg(feature = "cluster")]
 mod cluster;

@@ -1,5 +1,6 @@
 //! Every in-memory algorithm agrees with its reference model, decision by
-//! decision and field by field, on random traffic over several keys.
+//! decision and field by field, on random traffic over several keys:
+//! checks and reservations mixed.
 
 use std::time::Duration;
 
@@ -11,21 +12,28 @@ use crate::support::models::{Model, Spec, Verdict};
 
 pub(crate) const KEYS: [&str; 3] = ["alice", "bob", "carol"];
 
-/// One request: move the clock on, then ask for `cost` on one key.
+/// One request: move the clock on, then ask for `cost` on one key, as a
+/// check or as a reservation of a slot at most `max_wait` µs away.
 #[derive(Debug, Clone)]
 pub(crate) struct Step {
     pub(crate) advance_us: u64,
     pub(crate) key: usize,
     pub(crate) cost: u64,
+    pub(crate) max_wait: Option<u64>,
 }
 
 /// Steps for a limiter of `limit` and `period_us`: costs up to two past the
 /// limit (so the errors are exercised too), clock steps within a period and
-/// past several.
+/// past several, and reservations from no wait at all to a few periods'.
 pub(crate) fn steps(limit: u64, period_us: u64) -> impl Strategy<Value = Vec<Step>> {
     let advance = prop_oneof![Just(0), 0..=period_us / 8 + 1, 0..=3 * period_us];
-    let step =
-        (advance, 0..KEYS.len(), 0..=limit + 2).prop_map(|(advance_us, key, cost)| Step { advance_us, key, cost });
+    let max_wait = prop_oneof![2 => Just(None), 1 => Just(Some(0)), 2 => (0..=4 * period_us).prop_map(Some)];
+    let step = (advance, 0..KEYS.len(), 0..=limit + 2, max_wait).prop_map(|(advance_us, key, cost, max_wait)| Step {
+        advance_us,
+        key,
+        cost,
+        max_wait,
+    });
     prop::collection::vec(step, 1..120)
 }
 
@@ -38,12 +46,19 @@ fn run<A: Spec>(algorithm: A, start_us: u64, steps: &[Step]) {
     for (n, step) in steps.iter().enumerate() {
         clock.advance(Duration::from_micros(step.advance_us));
         now += step.advance_us;
-        let got = limiter.check_n_sync(KEYS[step.key], step.cost);
+        let got = match step.max_wait {
+            None => limiter.check_n_sync(KEYS[step.key], step.cost),
+            Some(max_wait) => limiter.reserve_sync(KEYS[step.key], step.cost, Duration::from_micros(max_wait)),
+        };
         if step.cost > limit {
             assert!(matches!(got, Err(Error::CostTooHigh { cost, max }) if cost == step.cost && max == limit));
             continue;
         }
-        let expected = models[step.key].decide(now, step.cost);
+        let model = &mut models[step.key];
+        let expected = match step.max_wait {
+            None => model.decide(now, step.cost),
+            Some(max_wait) => model.reserve(now, step.cost, max_wait),
+        };
         assert_eq!(Verdict::from(got.unwrap()), expected, "step {n}: {step:?} at {now} µs");
     }
 }

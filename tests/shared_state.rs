@@ -172,22 +172,29 @@ async fn the_largest_sliding_log_cost_is_one_entry_and_one_quick_call() {
 // ---------------------------------------------------------------------------
 // Any configuration after any other
 
-/// Random traffic through configuration `A`, then through `B`, on one key of
-/// one Redis, in client-time mode. If `A` and `B` are the same algorithm,
-/// `B` decides exactly as its model does after the history `A`'s model
-/// recorded (`Spec::model_after`: usage carried over); if not, exactly as
-/// on a new key. Either way, within `B`'s own bounds.
+/// Random traffic through configuration `A` (checks and reservations), then
+/// checks through `B`, on one key of one Redis, in client-time mode. If `A`
+/// and `B` are the same algorithm, `B` decides exactly as its model does
+/// after the history `A`'s model recorded (`Spec::model_after`: usage
+/// carried over, slots reserved ahead carried whole); if not, exactly as on
+/// a new key. Either way, within `B`'s own bounds, and past them by no more
+/// than the slots `A` reserved ahead take to drain.
 fn after_another_configuration<A: Spec, B: Spec>(cases: u32) {
     let Some(server) = RedisServer::start() else { return };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let connection = runtime.block_on(server.connection());
     let prefixes = AtomicU64::new(0);
-    let traffic = |limit: u64, period_us: u64| {
+    let traffic = |limit: u64, period_us: u64, reserving: bool| {
         let gap = prop_oneof![Just(0), 0..=period_us / 4 + 1, 0..=2 * period_us];
-        prop::collection::vec((gap, 0..=limit + 1), 0..30)
+        let max_wait = if reserving {
+            prop_oneof![Just(None), (0..=2 * period_us).prop_map(Some)].boxed()
+        } else {
+            Just(None).boxed()
+        };
+        prop::collection::vec((gap, 0..=limit + 1, max_wait), 0..30)
     };
     let strategy = (A::everyday(), B::everyday()).prop_flat_map(move |(a, b)| {
-        let (ta, tb) = (traffic(a.limit(), a.period_us()), traffic(b.limit(), b.period_us()));
+        let (ta, tb) = (traffic(a.limit(), a.period_us(), true), traffic(b.limit(), b.period_us(), false));
         (Just(a), Just(b), ta, tb)
     });
     let config = Config { source_file: Some(file!()), ..proptest_config(cases) };
@@ -199,11 +206,20 @@ fn after_another_configuration<A: Spec, B: Spec>(cases: u32) {
         let (first, then) = (first.unwrap(), then.unwrap());
         let mut model_a = a.model();
         let mut now = START.as_micros() as u64;
-        for &(gap, cost) in &through_a {
+        for &(gap, cost, max_wait) in &through_a {
             clock.advance(Duration::from_micros(gap));
             now += gap;
-            if let Ok(decision) = runtime.block_on(first.check_n("user", cost)) {
-                prop_assert_eq!(Verdict::from(decision), model_a.decide(now, cost));
+            let decided = match max_wait {
+                None => runtime.block_on(first.check_n("user", cost)),
+                Some(max_wait) => runtime.block_on(first.reserve("user", cost, Duration::from_micros(max_wait))),
+            };
+            // An error is a cost too high, which changes nothing.
+            if let Ok(decision) = decided {
+                let expected = match max_wait {
+                    None => model_a.decide(now, cost),
+                    Some(max_wait) => model_a.reserve(now, cost, max_wait),
+                };
+                prop_assert_eq!(Verdict::from(decision), expected);
             }
         }
         // The same algorithm carries the usage over; another never sees it.
@@ -211,7 +227,8 @@ fn after_another_configuration<A: Spec, B: Spec>(cases: u32) {
             Some(written) => b.model_after(written),
             None => b.model(),
         };
-        for (n, &(gap, cost)) in through_b.iter().enumerate() {
+        let reserved_ahead_us = b.reserved_ahead_us(&model_b);
+        for (n, &(gap, cost, _)) in through_b.iter().enumerate() {
             clock.advance(Duration::from_micros(gap));
             now += gap;
             let outcome = runtime.block_on(then.check_n("user", cost));
@@ -220,14 +237,15 @@ fn after_another_configuration<A: Spec, B: Spec>(cases: u32) {
                 continue;
             }
             let decision = outcome.map_err(|error| TestCaseError::fail(error.to_string()))?;
-            within_bounds(&b, &decision).map_err(TestCaseError::fail)?;
+            within_bounds(&b, &decision, reserved_ahead_us).map_err(TestCaseError::fail)?;
             prop_assert_eq!(Verdict::from(decision), model_b.decide(now, cost), "check {} of {:?} after {:?}", n, b, a);
             if decision.is_allowed() && cost > 0 {
                 // What this write set, in client-time mode: one second more than the state lasts.
                 let key = then.redis_key("user");
                 let ttl_ms: i64 =
                     runtime.block_on(redis::cmd("PTTL").arg(&key).query_async(&mut connection.clone())).unwrap();
-                prop_assert!(ttl_ms <= b.longest_wait_us().div_ceil(1_000) as i64 + 1_000, "PTTL {} ms", ttl_ms);
+                let longest_ms = (b.longest_wait_us() + reserved_ahead_us).div_ceil(1_000) as i64;
+                prop_assert!(ttl_ms <= longest_ms + 1_000, "PTTL {} ms", ttl_ms);
             }
         }
         Ok(())
@@ -237,8 +255,11 @@ fn after_another_configuration<A: Spec, B: Spec>(cases: u32) {
     }
 }
 
-fn within_bounds<A: Spec>(algorithm: &A, decision: &Decision) -> Result<(), String> {
-    let longest = Duration::from_micros(algorithm.longest_wait_us());
+/// `decision` is one `algorithm` could make, waiting at most its own
+/// longest wait plus `reserved_ahead_us` (what another configuration
+/// reserved ahead and this one carried over).
+fn within_bounds<A: Spec>(algorithm: &A, decision: &Decision, reserved_ahead_us: u64) -> Result<(), String> {
+    let longest = Duration::from_micros(algorithm.longest_wait_us() + reserved_ahead_us);
     let durations = [decision.retry_after().unwrap_or_default(), decision.reset_after(), decision.wait()];
     if decision.limit() != algorithm.limit() || decision.remaining() > decision.limit() {
         return Err(format!("{decision:?} of {algorithm:?}"));
@@ -449,8 +470,8 @@ pub(crate) async fn slowlog_everything(connection: &mut MultiplexedConnection) {
     let () = redis::cmd("SLOWLOG").arg("RESET").query_async(connection).await.unwrap();
 }
 
-/// Admissions, denials and peeks of every algorithm, at everyday sizes and
-/// at the largest configurations the constructors accept.
+/// Admissions, denials, peeks and reservations of every algorithm, at
+/// everyday sizes and at the largest configurations the constructors accept.
 async fn every_call_is_quick<A: Spec>() {
     let Some(server) = RedisServer::start() else { return };
     let mut connection = server.connection().await;
@@ -462,6 +483,10 @@ async fn every_call_is_quick<A: Spec>() {
         let limit = algorithm.limit().min(1 << 20);
         for cost in [0, 1, limit, limit, 1, 0] {
             let _ = limiter.check_n("k", cost).await.unwrap();
+        }
+        // Reservations far ahead, and one past the reach.
+        for max_wait in [HOUR, 1_000 * HOUR, Duration::MAX] {
+            let _ = limiter.reserve("k", limit, max_wait).await.unwrap();
         }
     }
     let calls = script_calls_us(&mut connection).await;

@@ -2,7 +2,7 @@
 
 use super::Algorithm;
 use super::sealed::Step;
-use super::meter::Charge;
+use super::meter::{Charge, reservable, until_below};
 use super::{Meter, div_ceil};
 use crate::rate::MAX_EXACT;
 use crate::{Decision, Rate, Result, error::invalid};
@@ -95,21 +95,21 @@ impl Algorithm for LeakyBucket {
 impl Step for LeakyBucket {
     type State = Meter;
 
-
     #[inline]
     fn step(&self, meter: &mut Meter, now_us: u64, cost: u64) -> Decision {
         // The backlog is the queue's length in time, in units of 1/amount µs:
         // a new request departs when it has drained.
-        let slots_left = |backlog: u64| (self.full_backlog() - backlog) / self.period_us;
-        let until_empty = |backlog: u64| div_ceil(backlog, self.amount);
-        match meter.charge(now_us, self.amount, cost * self.period_us, self.full_backlog()) {
-            Charge::Denied { before, retry_after_us } => {
-                Decision::denied(self.slots(), slots_left(before), retry_after_us, until_empty(before))
-            }
-            // Departs once the backlog ahead of it has drained (a peek holds nobody).
+        let full = self.full_backlog();
+        let added = cost * self.period_us;
+        match meter.charge(now_us, self.amount, added, full) {
+            Charge::Denied { before } => Decision::denied(
+                self.slots(),
+                self.slots_left(before),
+                until_below(before + added, full, self.amount),
+                self.until_empty(before),
+            ),
             Charge::Admitted { before, after } => {
-                let wait = if cost == 0 { 0 } else { until_empty(before) };
-                Decision::allowed(self.slots(), slots_left(after), until_empty(after), wait)
+                Decision::allowed(self.slots(), self.slots_left(after), self.until_empty(after), self.departs(before, cost))
             }
         }
     }
@@ -119,7 +119,54 @@ impl Step for LeakyBucket {
     }
 
     fn adopt(&self, meter: Meter, written_by: &Self) -> Meter {
-        meter.carried_over(written_by.period_us, self.period_us, self.full_backlog())
+        meter.carried_over(written_by.period_us, written_by.full_backlog(), self.period_us, self.full_backlog())
+    }
+
+
+    fn reach_us(&self) -> u64 {
+        (MAX_EXACT - self.full_backlog()) / self.amount
+    }
+
+    /// The slot is the request's departure, and the queue may grow past its
+    /// capacity by whoever reserves: a request is reserved if the backlog
+    /// ahead of it drains within `max_wait_us`. A check behind reservations
+    /// that passed the capacity finds the queue full.
+    #[inline]
+    fn reserve(&self, meter: &mut Meter, now_us: u64, cost: u64, max_wait_us: u64) -> Decision {
+        let added = cost * self.period_us;
+        match meter.charge(now_us, self.amount, added, reservable(added, max_wait_us, self.amount)) {
+            Charge::Denied { before } => Decision::denied(
+                self.slots(),
+                self.slots_left(before),
+                self.until_empty(before),
+                self.until_empty(before),
+            ),
+            Charge::Admitted { before, after } => {
+                Decision::allowed(self.slots(), self.slots_left(after), self.until_empty(after), self.departs(before, cost))
+            }
+        }
+    }
+
+    fn give_back(&self, meter: &mut Meter, written: &Meter, cost: u64) -> bool {
+        meter.give_back(written, cost * self.period_us)
+    }
+}
+
+impl LeakyBucket {
+    /// Requests that would still be admitted behind a backlog: none, never a
+    /// wrapped number, when reservations have queued past the capacity.
+    fn slots_left(&self, backlog: u64) -> u64 {
+        self.full_backlog().saturating_sub(backlog) / self.period_us
+    }
+
+    fn until_empty(&self, backlog: u64) -> u64 {
+        div_ceil(backlog, self.amount)
+    }
+
+    /// When a request departs: once the backlog ahead of it has drained (a
+    /// peek holds nobody).
+    fn departs(&self, backlog_ahead: u64, cost: u64) -> u64 {
+        if cost == 0 { 0 } else { self.until_empty(backlog_ahead) }
     }
 }
 
@@ -181,6 +228,25 @@ mod tests {
         let peek = bucket.step(&mut meter, 0, 0);
         assert_eq!((peek.is_allowed(), peek.wait(), peek.remaining()), (true, Duration::ZERO, 0));
         assert_eq!(meter, before);
+    }
+
+    #[test]
+    fn a_reservation_is_a_departure_slot_and_may_queue_past_the_capacity() {
+        let bucket = LeakyBucket::new(1, Rate::per_second(10)).unwrap();
+        let mut meter = Meter::default();
+        let waits: Vec<_> = (0..4).map(|_| bucket.reserve(&mut meter, 0, 1, 300_000).wait()).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(waits, [ms(0), ms(100), ms(200), ms(300)]);
+        // Departing 400 ms from now is further than 300 ms: not reserved, nothing changes.
+        let before = meter;
+        let too_far = bucket.reserve(&mut meter, 0, 1, 300_000);
+        assert_eq!((too_far.is_allowed(), too_far.retry_after()), (false, Some(ms(400))));
+        assert_eq!(meter, before);
+        // A check finds the queue of two full (none left, never a wrapped number) until
+        // one slot of it is free: when the backlog is down to one request.
+        let check = bucket.step(&mut meter, 0, 1);
+        assert_eq!((check.is_allowed(), check.remaining(), check.retry_after()), (false, 0, Some(ms(300))));
+        assert_eq!(bucket.step(&mut meter, 300 * MS, 1).wait(), ms(100));
     }
 
     #[test]

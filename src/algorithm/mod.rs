@@ -105,6 +105,32 @@ pub(crate) mod sealed {
             }
             decision
         }
+
+        /// How far ahead (µs) [`reserve`](Self::reserve) can promise a slot
+        /// for any cost: zero for an algorithm that reserves nothing ahead,
+        /// which a waiter gets by trying again when its `retry_after` says.
+        fn reach_us(&self) -> u64 {
+            0
+        }
+
+        /// Reserves `cost` at `now_us` for the earliest slot at most
+        /// `max_wait_us` away (and at most a reach ahead): allowed, with
+        /// [`Decision::wait`] the time until the slot; or denied, changing
+        /// nothing, with `retry_after` the time it would have had to wait.
+        /// What a check of the same state sees afterwards counts the slot as
+        /// taken. The default reserves nothing ahead: it is the step.
+        fn reserve(&self, state: &mut Self::State, now_us: u64, cost: u64, max_wait_us: u64) -> Decision {
+            let _ = max_wait_us;
+            self.step(state, now_us, cost)
+        }
+
+        /// Takes back a reservation of `cost` that left the state as
+        /// `written`, if that can be done exactly (it is still the newest);
+        /// returns whether it did. The default gives nothing back.
+        fn give_back(&self, state: &mut Self::State, written: &Self::State, cost: u64) -> bool {
+            let _ = (state, written, cost);
+            false
+        }
     }
 
     /// What an algorithm enforces, described for backends: the

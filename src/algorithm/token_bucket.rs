@@ -2,7 +2,7 @@
 
 use super::Algorithm;
 use super::sealed::Step;
-use super::meter::Charge;
+use super::meter::{Charge, reservable, until_below};
 use super::{Meter, div_ceil};
 use crate::rate::MAX_EXACT;
 use crate::{Decision, Rate, Result, error::invalid};
@@ -79,19 +79,11 @@ impl Algorithm for TokenBucket {
 impl Step for TokenBucket {
     type State = Meter;
 
-
+    /// A check is a reservation that may not wait: admitted only if the
+    /// tokens are there now.
     #[inline]
     fn step(&self, meter: &mut Meter, now_us: u64, cost: u64) -> Decision {
-        let tokens_left = |debt: u64| (self.full_debt() - debt) / self.period_us;
-        let until_full = |debt: u64| div_ceil(debt, self.amount);
-        match meter.charge(now_us, self.amount, cost * self.period_us, self.full_debt()) {
-            Charge::Denied { before, retry_after_us } => {
-                Decision::denied(self.capacity, tokens_left(before), retry_after_us, until_full(before))
-            }
-            Charge::Admitted { after, .. } => {
-                Decision::allowed(self.capacity, tokens_left(after), until_full(after), 0)
-            }
-        }
+        self.reserve(meter, now_us, cost, 0)
     }
 
     fn expires_at(&self, meter: &Meter) -> u64 {
@@ -99,7 +91,50 @@ impl Step for TokenBucket {
     }
 
     fn adopt(&self, meter: Meter, written_by: &Self) -> Meter {
-        meter.carried_over(written_by.period_us, self.period_us, self.full_debt())
+        meter.carried_over(written_by.period_us, written_by.full_debt(), self.period_us, self.full_debt())
+    }
+
+
+    fn reach_us(&self) -> u64 {
+        (MAX_EXACT - self.full_debt()) / self.amount
+    }
+
+    /// The debt may run past the full mark by `max_wait_us` of refill: the
+    /// tokens are taken now, on credit, and the request goes when the
+    /// bucket has refilled enough to have held them, `ceil((after - full) /
+    /// amount)` µs from now. So grants go in the order they were reserved,
+    /// and a check behind them waits for them all.
+    #[inline]
+    fn reserve(&self, meter: &mut Meter, now_us: u64, cost: u64, max_wait_us: u64) -> Decision {
+        let full = self.full_debt();
+        let added = cost * self.period_us;
+        // Reserved ahead, the debt is past full: no token is left, never a wrapped number.
+        let tokens_left = |debt: u64| full.saturating_sub(debt) / self.period_us;
+        let until_full = |debt: u64| div_ceil(debt, self.amount);
+        match meter.charge(now_us, self.amount, added, reservable(full, max_wait_us, self.amount)) {
+            Charge::Denied { before } => Decision::denied(
+                self.capacity,
+                tokens_left(before),
+                until_below(before + added, full, self.amount),
+                until_full(before),
+            ),
+            Charge::Admitted { before, after } => {
+                // A peek waits for nothing.
+                let wait = if cost == 0 { 0 } else { until_below(after, full, self.amount) };
+                // The slot is rounded up to a whole µs: the meter records the
+                // tokens as taken then, not in the fraction of a µs before, so
+                // that the next slot is a whole token's refill after this one.
+                let after = if wait == 0 { after } else { before.max(wait * self.amount) + added };
+                if wait > 0 {
+                    meter.debt = after;
+                }
+                Decision::allowed(self.capacity, tokens_left(after), until_full(after), wait)
+            }
+        }
+    }
+
+    fn give_back(&self, meter: &mut Meter, written: &Meter, cost: u64) -> bool {
+        meter.give_back(written, cost * self.period_us)
     }
 }
 
@@ -177,6 +212,74 @@ mod tests {
         let mut meter = Meter::default();
         let _ = bucket.step(&mut meter, 10_000_000, 1);
         assert!(!bucket.step(&mut meter, 0, 1).is_allowed());
+    }
+
+    #[test]
+    fn reservations_take_slots_in_order_a_token_apart_and_checks_wait_behind_them() {
+        let bucket = TokenBucket::new(2, Rate::per_second(10)).unwrap();
+        let mut meter = Meter::default();
+        let waits: Vec<_> = (0..5).map(|_| bucket.reserve(&mut meter, 0, 1, u64::MAX).wait()).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(waits, [ms(0), ms(0), ms(100), ms(200), ms(300)]);
+        // The three reserved ahead are taken: a check waits for all of them, and nothing wraps.
+        let check = bucket.step(&mut meter, 50 * MS, 1);
+        assert_eq!((check.is_allowed(), check.remaining()), (false, 0));
+        assert_eq!(check.retry_after(), Some(ms(350)));
+        let peek = bucket.step(&mut meter, 50 * MS, 0);
+        assert_eq!((peek.is_allowed(), peek.remaining(), peek.wait()), (true, 0, Duration::ZERO));
+        assert_eq!(peek.reset_after(), ms(450));
+    }
+
+    #[test]
+    fn a_slot_further_away_than_the_maximum_wait_is_not_reserved_and_nothing_changes() {
+        let bucket = TokenBucket::new(1, Rate::per_second(10)).unwrap();
+        let mut meter = Meter::default();
+        let _ = bucket.reserve(&mut meter, 0, 1, 0);
+        let before = meter;
+        let too_far = bucket.reserve(&mut meter, 0, 1, 99_999);
+        assert_eq!((too_far.is_allowed(), too_far.retry_after()), (false, Some(Duration::from_millis(100))));
+        assert_eq!(meter, before);
+        assert_eq!(bucket.reserve(&mut meter, 0, 1, 100_000).wait(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn the_reach_keeps_every_debt_within_exact_arithmetic() {
+        let bucket = TokenBucket::new(1 << 20, Rate::new(1 << 30, Duration::from_secs(1))).unwrap();
+        let mut meter = Meter::default();
+        for _ in 0..100_000 {
+            let _ = bucket.reserve(&mut meter, 0, 1 << 20, u64::MAX);
+            assert!(meter.debt <= MAX_EXACT);
+        }
+        let beyond = bucket.reserve(&mut meter, 0, 1 << 20, u64::MAX);
+        assert!(!beyond.is_allowed());
+        assert!(beyond.retry_after().unwrap().as_micros() as u64 > bucket.reach_us());
+    }
+
+    proptest::proptest! {
+        /// Placed at their slots, the reservations are requests that plain
+        /// checks would have admitted: a bucket that reserves keeps the
+        /// promise of one that does not.
+        #[test]
+        fn grants_at_their_slots_are_what_checks_admit(
+            capacity in 1..6_u64,
+            amount in 1..6_u64,
+            period_us in 1..2_000_000_u64,
+            requests in proptest::collection::vec((0..400_000_u64, 1..6_u64, 0..3_000_000_u64), 1..60),
+        ) {
+            let bucket = TokenBucket::new(capacity, Rate::new(amount, Duration::from_micros(period_us))).unwrap();
+            let (mut reserving, mut replaying) = (Meter::default(), Meter::default());
+            let mut now = 0;
+            for (gap, cost, max_wait) in requests {
+                now += gap;
+                let cost = cost.min(capacity);
+                let reserved = bucket.reserve(&mut reserving, now, cost, max_wait);
+                if reserved.is_allowed() {
+                    let slot = now + reserved.wait().as_micros() as u64;
+                    proptest::prop_assert!(reserved.wait().as_micros() as u64 <= max_wait);
+                    proptest::prop_assert!(bucket.step(&mut replaying, slot, cost).is_allowed(), "at {}", slot);
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,8 +12,11 @@ use std::cell::RefCell;
 use async_trait::async_trait;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use self::shard::{Occasion, Shard, Swept, hash_key};
+#[cfg(feature = "acquire")]
+use crate::acquire::{GiveBack, Lines, Permit, TooLong, Try, wait_for_slot};
 use crate::algorithm::sealed::Step;
 use crate::algorithm::{Algorithm, check_cost, select};
 use crate::clock::{Clock, MonotonicClock, micros};
@@ -47,6 +50,9 @@ pub struct InMemory<A: Algorithm, C: Clock = MonotonicClock> {
     // Each shard's own sweep also sweeps the shard under this cursor, so idle
     // keys in shards nobody touches any more are reclaimed too.
     next_shard_to_sweep: AtomicUsize,
+    // Waiters for the algorithms that reserve nothing ahead, one line per key.
+    #[cfg(feature = "acquire")]
+    lines: Lines,
 }
 
 impl<A: Algorithm> InMemory<A> {
@@ -67,6 +73,8 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
             shards: (0..shards).map(|_| Shard::default()).collect(),
             shard_mask: shards as u64 - 1,
             next_shard_to_sweep: AtomicUsize::new(0),
+            #[cfg(feature = "acquire")]
+            lines: Lines::default(),
         }
     }
 
@@ -144,14 +152,71 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     /// Decides with `step`: the algorithm, or it in a chosen configuration.
     #[inline]
     fn decide<S: Step<State = A::State>>(&self, step: &S, key: &str, cost: u64) -> Decision {
+        self.decide_with(step, key, cost, |state, now_us| (step.step(state, now_us, cost), ())).0
+    }
+
+    /// [`RateLimiter::reserve`] without the async wrapper: reserves `cost`
+    /// for `key` at the earliest slot at most `max_wait` away, without
+    /// waiting for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_n_sync`](Self::check_n_sync).
+    pub fn reserve_sync(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
+        self.reserve_us(key, cost, u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// As [`reserve_sync`](Self::reserve_sync), with the wait in µs.
+    pub(crate) fn reserve_us(&self, key: &str, cost: u64, max_wait_us: u64) -> Result<Decision> {
+        check_cost(&self.algorithm, self.algorithm.resolve(key), cost)?;
+        Ok(self.reserve_checked(key, cost, max_wait_us).0)
+    }
+
+    /// Reserves a cost already checked against the key's limit; returns the
+    /// decision, the time it was made at (µs since the epoch) and, if it
+    /// reserved a slot ahead, the state it left (what gives it back). An
+    /// algorithm that reserves nothing ahead (a window, a log, a composite)
+    /// reserves as a check decides; a key in a plan other than the first
+    /// is checked in its plan.
+    fn reserve_checked(&self, key: &str, cost: u64, max_wait_us: u64) -> (Decision, u64, Option<A::State>) {
+        let configuration = self.algorithm.resolve(key);
+        if configuration != 0 {
+            let chosen = Chosen { algorithm: &self.algorithm, configuration, parts: None };
+            let (decision, now_us) =
+                self.decide_with(&chosen, key, cost, |state, now_us| (chosen.step(state, now_us, cost), now_us));
+            return (decision, now_us, None);
+        }
+        let (decision, (now_us, written)) = self.decide_with(&self.algorithm, key, cost, |state, _| {
+            // Read under the key's lock, so that reservations of one key read
+            // the clock in the order they decide: none is held back at a
+            // time another thread wrote, and each slot is its time plus its wait.
+            let now_us = micros(self.clock.now());
+            let decision = self.algorithm.reserve(state, now_us, cost, max_wait_us);
+            let ahead = decision.is_allowed() && !decision.wait().is_zero() && cost > 0;
+            (decision, (now_us, ahead.then(|| state.clone())))
+        });
+        (decision, now_us, written)
+    }
+
+    /// Runs `decide` on `key`'s state at the clock's time, under its shard's
+    /// lock; `step` is what sweeps the shard if a sweep is due.
+    #[inline]
+    fn decide_with<S: Step<State = A::State>, R>(
+        &self,
+        step: &S,
+        key: &str,
+        cost: u64,
+        decide: impl FnOnce(&mut A::State, u64) -> (Decision, R),
+    ) -> (Decision, R) {
         let hash = hash_key(&self.hasher, key.as_bytes());
         let shard = self.shard(hash);
         let now_us = micros(self.clock.now());
-        let (decision, swept) = shard.decide(step, &self.hasher, hash, key, now_us, cost);
+        let (decision, extra, swept) =
+            shard.decide(step, &self.hasher, hash, key, now_us, cost, |state| decide(state, now_us));
         if swept == Swept::Yes {
             self.sweep_another_shard(now_us);
         }
-        decision
+        (decision, extra)
     }
 
     /// Forgets `key`: its next request starts from a full allowance.
@@ -212,9 +277,65 @@ impl<A: Algorithm, C: Clock> RateLimiter for InMemory<A, C> {
         self.check_detailed_sync(key, cost, plan)
     }
 
+    async fn reserve(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
+        self.reserve_sync(key, cost, max_wait)
+    }
+
+    /// Reserves at once (the token and leaky buckets take their slot in
+    /// the order of the calls, under the key's lock), then sleeps on one
+    /// timer until the slot. The fixed window, the sliding log, the sliding
+    /// window, composites and plans wait in a line per key instead: see
+    /// [`RateLimiter::acquire_within`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CostTooHigh`](crate::Error::CostTooHigh) only.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for its slot gives the slot back
+    /// if its reservation is still the newest for the key (the state is
+    /// exactly as it left it): then the meter is exactly as if it had never
+    /// been made, and the next caller gets that slot. Otherwise the slot
+    /// goes unused.
+    #[cfg(feature = "acquire")]
+    async fn acquire_within(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Result<Permit, TooLong>> {
+        let configuration = self.algorithm.resolve(key);
+        check_cost(&self.algorithm, configuration, cost)?;
+        let reach_us = if configuration == 0 { self.algorithm.reach_us() } else { 0 };
+        let line = (reach_us == 0).then_some((&self.lines, key));
+        wait_for_slot(max_wait, reach_us, line, |accept_us| {
+            let (decision, at_us, written) = self.reserve_checked(key, cost, accept_us);
+            let unused = written.map(|written| Unreserve { limiter: self, key, cost, written });
+            std::future::ready(Ok(Try::from_decision(&decision, at_us, reach_us, unused)))
+        })
+        .await
+    }
+
     async fn reset(&self, key: &str) -> Result<()> {
         self.reset_sync(key);
         Ok(())
+    }
+}
+
+/// A slot reserved in memory and not used: given back if it is still the
+/// newest for its key.
+#[cfg(feature = "acquire")]
+struct Unreserve<'a, A: Algorithm, C: Clock> {
+    limiter: &'a InMemory<A, C>,
+    key: &'a str,
+    cost: u64,
+    written: A::State,
+}
+
+#[cfg(feature = "acquire")]
+impl<A: Algorithm, C: Clock> GiveBack for Unreserve<'_, A, C> {
+    fn give_back(self) {
+        let hash = hash_key(&self.limiter.hasher, self.key.as_bytes());
+        let algorithm = &self.limiter.algorithm;
+        self.limiter.shard(hash).update(hash, self.key, |state| {
+            let _ = algorithm.give_back(state, &self.written, self.cost);
+        });
     }
 }
 

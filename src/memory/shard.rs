@@ -104,8 +104,12 @@ impl<S: Default> Shard<S> {
         }
     }
 
+    /// Runs `decide` on `key`'s state (a new one for a key not held), and
+    /// keeps the key if it admitted a non-zero `cost`; sweeps the shard with
+    /// `algorithm` when a sweep is due.
     #[inline]
-    pub(super) fn decide<A>(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn decide<A, R>(
         &self,
         algorithm: &A,
         hasher: &impl BuildHasher,
@@ -113,7 +117,8 @@ impl<S: Default> Shard<S> {
         key: &str,
         now_us: u64,
         cost: u64,
-    ) -> (Decision, Swept)
+        decide: impl FnOnce(&mut S) -> (Decision, R),
+    ) -> (Decision, R, Swept)
     where
         A: Step<State = S>,
     {
@@ -127,14 +132,24 @@ impl<S: Default> Shard<S> {
             Swept::No
         };
         if let Some(at) = table.find(hash, key) {
-            return (algorithm.step(table.state_mut(at), now_us, cost), swept);
+            let (decision, extra) = decide(table.state_mut(at));
+            return (decision, extra, swept);
         }
         let mut state = S::default();
-        let decision = algorithm.step(&mut state, now_us, cost);
+        let (decision, extra) = decide(&mut state);
         if decision.is_allowed() && cost > 0 {
             table.insert(hasher, hash, key, state);
         }
-        (decision, swept)
+        (decision, extra, swept)
+    }
+
+    /// Runs `update` on `key`'s state, if the key is held.
+    #[cfg(feature = "acquire")]
+    pub(super) fn update(&self, hash: u64, key: &str, update: impl FnOnce(&mut S)) {
+        let mut table = self.table.lock();
+        if let Some(at) = table.find(hash, key.as_bytes()) {
+            update(table.state_mut(at));
+        }
     }
 
     pub(super) fn sweep<A>(&self, algorithm: &A, hasher: &impl BuildHasher, now_us: u64, occasion: Occasion) -> usize
@@ -682,7 +697,8 @@ mod tests {
         for round in 0..2 {
             for key in &keys {
                 let hash = hash_key(&OneHash, key.as_bytes());
-                let (decision, _) = shard.decide(&algorithm, &OneHash, hash, key, now_us, 1);
+                let (decision, (), _) = shard
+                    .decide(&algorithm, &OneHash, hash, key, now_us, 1, |state| (algorithm.step(state, now_us, 1), ()));
                 assert_eq!(decision.is_allowed(), round == 0, "{key:?} in round {round}");
             }
         }
@@ -693,7 +709,8 @@ mod tests {
             shard.remove(hash_key(&OneHash, key.as_bytes()), key);
         }
         for (n, key) in keys.iter().enumerate() {
-            let (decision, _) = shard.decide(&algorithm, &OneHash, 42, key, now_us, 1);
+            let (decision, (), _) =
+                shard.decide(&algorithm, &OneHash, 42, key, now_us, 1, |state| (algorithm.step(state, now_us, 1), ()));
             assert_eq!(decision.is_allowed(), n % 7 == 0, "{key:?}");
         }
         assert_eq!(shard.len(), keys.len());

@@ -8,7 +8,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use super::breaker::CircuitBreaker;
 use super::guard::Guard;
 use super::{FailurePolicy, Inner, Redis, scripts};
-use crate::algorithm::Algorithm;
+use crate::acquire::Lines;
+use crate::algorithm::{Algorithm, Parts};
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::{invalid, redis_error};
 use crate::{Error, InMemory, Result};
@@ -204,6 +205,11 @@ impl<A: Algorithm> RedisBuilder<A> {
             let clock = self.client_clock.clone().unwrap_or_else(|| Arc::new(MonotonicClock::new()));
             InMemory::with_clock(self.algorithm.clone(), clock)
         });
+        // A token or leaky bucket alone reserves ahead in one script call.
+        let reserving = match self.algorithm.configuration(0).parts {
+            Parts::One(limit) if self.algorithm.configurations() == 1 => scripts::reserving(&limit),
+            _ => None,
+        };
         let guard = Guard::new(&self.circuit_breaker, self.timeout, &self.prefix, &connection);
         let inner = Inner {
             guard,
@@ -215,6 +221,8 @@ impl<A: Algorithm> RedisBuilder<A> {
             failure_policy: self.failure_policy,
             client_clock: self.client_clock,
             fallback,
+            reserving,
+            lines: Lines::default(),
         };
         Ok(Redis { inner: Arc::new(inner), connection })
     }

@@ -26,9 +26,12 @@ pub use self::builder::RedisBuilder;
 pub use self::cluster::ClusterConnection;
 use self::guard::Guard;
 pub use self::policy::FailurePolicy;
+use self::reply::Reply;
+use crate::acquire::{GiveBack, Lines, Permit, TooLong, Try, system_time_us, wait_for_slot};
 use crate::algorithm::{Algorithm, Parts, check_cost, combine, select};
 use crate::clock::{Clock, micros};
 use crate::error::redis_error;
+use crate::rate::MAX_EXACT;
 use crate::{Breakdown, Decision, Error, InMemory, RateLimiter, Result};
 
 /// A keyed rate limiter whose state lives in Redis, so that every process
@@ -82,6 +85,30 @@ struct Inner<A: Algorithm> {
     failure_policy: FailurePolicy,
     client_clock: Option<Arc<dyn Clock>>,
     fallback: Option<InMemory<A, Arc<dyn Clock>>>,
+    /// The scripts that reserve and give back, for an algorithm that
+    /// reserves ahead (a token or leaky bucket alone).
+    reserving: Option<&'static scripts::Reserving>,
+    /// This process's waiters for what reserves nothing ahead.
+    lines: Lines,
+}
+
+/// Who answered a reservation.
+enum Answer {
+    /// The script, with the time it decided at.
+    Redis(Reply),
+    /// The failure policy, with a fixed decision.
+    Policy(Decision),
+    /// The failure policy, with the in-memory fallback's decision.
+    Fallback(Decision),
+}
+
+impl Answer {
+    fn decision(&self) -> Decision {
+        match self {
+            Answer::Redis(reply) => reply.decision,
+            Answer::Policy(decision) | Answer::Fallback(decision) => *decision,
+        }
+    }
 }
 
 impl<A: Algorithm> Redis<A> {
@@ -178,6 +205,68 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         tokio::time::timeout(inner.timeout, call).await.unwrap_or(Err(Error::Timeout(inner.timeout)))
     }
 
+    /// One reserving script call for `key`, bounded by the timeout: a slot
+    /// at most `max_wait_us` away.
+    async fn call_reserve(
+        &self,
+        reserving: &scripts::Reserving,
+        key: &str,
+        cost: u64,
+        max_wait_us: u64,
+    ) -> Result<Reply> {
+        let inner = &*self.inner;
+        let now_us = inner.client_clock.as_ref().map(|clock| micros(clock.now()));
+        let mut connection = self.connection.clone();
+        // Sent exactly (Lua's doubles hold integers to 2^53); the script caps it at the reach, as the step does.
+        let max_wait_us = [max_wait_us.min(MAX_EXACT)];
+        let config = &inner.configurations[0].config;
+        let redis_key = self.redis_key(key);
+        let call =
+            scripts::decide(&mut connection, &reserving.reserve, &redis_key, cost, now_us, [config, &max_wait_us]);
+        tokio::time::timeout(inner.timeout, call).await.unwrap_or(Err(Error::Timeout(inner.timeout)))
+    }
+
+    /// A reservation, by an algorithm that reserves ahead, answered by the
+    /// script or, if Redis fails, by the failure policy.
+    async fn reserve_answer(
+        &self,
+        reserving: &scripts::Reserving,
+        key: &str,
+        cost: u64,
+        max_wait_us: u64,
+    ) -> Result<Answer> {
+        let inner = &*self.inner;
+        let error = match inner.guard.admit(|| self.redis_key(key)) {
+            Ok(pass) => {
+                let result = self.call_reserve(reserving, key, cost, max_wait_us).await;
+                inner.guard.record(pass, &result, &self.connection);
+                match result {
+                    Ok(reply) => return Ok(Answer::Redis(reply)),
+                    // State that makes no sense is not an outage: no policy guesses on it.
+                    Err(error @ Error::InvalidState { .. }) => return Err(error),
+                    Err(error) => error,
+                }
+            }
+            Err(unavailable) => {
+                yield_now_and_then().await;
+                unavailable
+            }
+        };
+        if let Some(decision) = inner.failure_policy.fixed_decision(inner.algorithm.limit()) {
+            return Ok(Answer::Policy(decision));
+        }
+        match &inner.fallback {
+            Some(fallback) => fallback.reserve_us(key, cost, max_wait_us).map(Answer::Fallback),
+            None => Err(error),
+        }
+    }
+
+    /// The time now as this limiter would decide on it without Redis: its
+    /// client clock, or the system's.
+    fn local_now_us(&self) -> u64 {
+        self.inner.client_clock.as_ref().map_or_else(system_time_us, |clock| micros(clock.now()))
+    }
+
     /// The decision of configuration `index` for a cost checked against its
     /// limit: from Redis, or as the failure policy says.
     async fn decide(&self, index: usize, key: &str, cost: u64) -> Result<Breakdown> {
@@ -252,6 +341,84 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
         Ok(self.decide(index, key, cost).await?.decision())
     }
 
+    /// Runs the algorithm's reserving script for `key`: the token and leaky
+    /// buckets reserve ahead; the others check.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_n`](Self::check_n); with
+    /// [`FailurePolicy::FallbackToMemory`], the fallback reserves in this
+    /// process.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`check_n`](Self::check_n): the slot may stay reserved.
+    async fn reserve(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
+        let Some(reserving) = self.inner.reserving else { return self.check_n(key, cost).await };
+        check_cost(&self.inner.algorithm, 0, cost)?;
+        let max_wait_us = u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX);
+        Ok(self.reserve_answer(reserving, key, cost, max_wait_us).await?.decision())
+    }
+
+    /// One script call reserves the slot (the token and leaky buckets), in
+    /// the order the calls reach Redis, from every process; then one timer
+    /// until the slot. The other algorithms, composites and plans wait in a
+    /// line per key and process: only its head calls Redis, when its denial
+    /// says capacity frees.
+    ///
+    /// When Redis fails, the failure policy answers each try:
+    /// [`FailurePolicy::Allow`] lets the request go at once;
+    /// [`FailurePolicy::Deny`] tries again after
+    /// [`DENY_RETRY_AFTER`](FailurePolicy::DENY_RETRY_AFTER), within the
+    /// maximum wait; [`FailurePolicy::FallbackToMemory`] reserves in this
+    /// process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CostTooHigh`] before any call; then as
+    /// [`check_n`](Self::check_n), at any try.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for a slot reserved on Redis
+    /// spawns one more script call (on the current Tokio runtime, bounded by
+    /// the timeout, its outcome ignored) that gives the slot back if its
+    /// reservation is still the newest for the key: written in the same µs
+    /// with that slot, which identifies it exactly when the rate is at most
+    /// one unit per µs (faster rates give nothing back). Otherwise, and if
+    /// that call fails, the slot goes unused: it errs towards limiting.
+    async fn acquire_within(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Result<Permit, TooLong>> {
+        let inner = &*self.inner;
+        let index = inner.algorithm.resolve(key);
+        check_cost(&inner.algorithm, index, cost)?;
+        let reserving = inner.reserving;
+        let reach_us = if reserving.is_some() { inner.algorithm.reach_us() } else { 0 };
+        let line = (reach_us == 0).then_some((&inner.lines, key));
+        wait_for_slot(max_wait, reach_us, line, |accept_us| async move {
+            let Some(reserving) = reserving else {
+                // Nothing reserved ahead: a check, whose retry-after says when to try again.
+                let decision = self.decide(index, key, cost).await?.decision();
+                return Ok(Try::from_decision(&decision, self.local_now_us(), 0, None));
+            };
+            Ok(match self.reserve_answer(reserving, key, cost, accept_us).await? {
+                Answer::Redis(Reply { decision, decided_at_us }) => {
+                    let unused = (decision.is_allowed() && !decision.wait().is_zero() && cost > 0).then(|| Unreserve {
+                        redis: self.clone(),
+                        key: key.to_owned(),
+                        cost,
+                        at_us: decided_at_us,
+                        wait_us: u64::try_from(decision.wait().as_micros()).unwrap_or(u64::MAX),
+                    });
+                    Try::from_decision(&decision, decided_at_us, reach_us, unused)
+                }
+                Answer::Fallback(decision) => Try::from_decision(&decision, self.local_now_us(), reach_us, None),
+                // The policy's retry-after is a time to try again, not a slot out of reach.
+                Answer::Policy(decision) => Try::from_decision(&decision, self.local_now_us(), 0, None),
+            })
+        })
+        .await
+    }
+
     /// Runs the script of `plan` (or of `key`'s plan) for `key`: one call,
     /// whatever the number of limits.
     ///
@@ -305,6 +472,37 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
         };
         inner.guard.record(pass, &result, &self.connection);
         result
+    }
+}
+
+/// A slot reserved on Redis and not used: given back by one more script
+/// call, in the background.
+struct Unreserve<A: Algorithm, C> {
+    redis: Redis<A, C>,
+    key: String,
+    cost: u64,
+    at_us: u64,
+    wait_us: u64,
+}
+
+impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> GiveBack for Unreserve<A, C> {
+    fn give_back(self) {
+        // A future dropped outside a runtime (at its shutdown) gives nothing back.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let Unreserve { redis, key, cost, at_us, wait_us } = self;
+            let inner = &*redis.inner;
+            let Some(reserving) = inner.reserving else { return };
+            let now_us = inner.client_clock.as_ref().map(|clock| micros(clock.now()));
+            let mut connection = redis.connection.clone();
+            let keys = [redis.redis_key(&key)];
+            let appended = [at_us, wait_us];
+            let config = &inner.configurations[0].config;
+            let call =
+                scripts::run::<_, u8>(&mut connection, &reserving.give_back, &keys, cost, now_us, [config, &appended]);
+            // Best effort: if it fails, the slot goes unused.
+            let _ = tokio::time::timeout(inner.timeout, call).await;
+        });
     }
 }
 

@@ -1,41 +1,53 @@
 //! The reply of every script, read once: `{allowed, limit, remaining,
-//! retry_after_us, reset_after_us, wait_us}`, integers, durations in µs;
-//! a composite's script replies those six for each of its limits, in the
-//! order of its keys.
+//! retry_after_us, reset_after_us, wait_us, decided_at_us}`, integers,
+//! durations in µs, `decided_at_us` the time the script decided at (µs since
+//! the epoch). A composite's script replies those seven for each of its
+//! limits, in the order of its keys.
 
 use crate::{Decision, Error, Result};
 
 /// The reply's fields, in order: what the prelude's `REPLY:` line says.
 #[cfg(test)]
-pub(crate) const FIELDS: [&str; 6] = ["allowed", "limit", "remaining", "retry_after_us", "reset_after_us", "wait_us"];
+pub(crate) const FIELDS: [&str; 7] =
+    ["allowed", "limit", "remaining", "retry_after_us", "reset_after_us", "wait_us", "decided_at_us"];
 
-/// The decision a script replied, or why the reply is not one: an allowed
-/// request has no retry-after, a denied one has one and no wait, and no
-/// count exceeds the limit.
-pub(crate) fn decision_from_reply(reply: &[u64]) -> Result<Decision> {
-    match *reply {
-        [1, limit, remaining, 0, reset_after_us, wait_us] if remaining <= limit => {
-            Ok(Decision::allowed(limit, remaining, reset_after_us, wait_us))
-        }
-        [0, limit, remaining, retry_after_us, reset_after_us, 0] if retry_after_us > 0 && remaining <= limit => {
-            Ok(Decision::denied(limit, remaining, retry_after_us, reset_after_us))
-        }
-        _ => Err(Error::UnexpectedReply(format!("a rate limit script answered {reply:?}"))),
-    }
+/// A script's reply: its decision, and the time it decided at (the
+/// server's `TIME`, or the client's time it was sent; for the buckets, held
+/// at the newest time in the key's state), so that a reservation's slot is
+/// `decided_at_us` plus the decision's wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) decision: Decision,
+    pub(crate) decided_at_us: u64,
 }
 
-/// Each limit's decision in the reply of a script on `limits` keys: six
-/// fields each, in the order of the keys.
+/// The reply a script answered, or why it is not one: an allowed request
+/// has no retry-after, a denied one has one and no wait, and no count
+/// exceeds the limit.
+pub(crate) fn from_reply(reply: &[u64]) -> Result<Reply> {
+    let decision = match *reply {
+        [1, limit, remaining, 0, reset_after_us, wait_us, _] if remaining <= limit => {
+            Decision::allowed(limit, remaining, reset_after_us, wait_us)
+        }
+        [0, limit, remaining, retry_after_us, reset_after_us, 0, _] if retry_after_us > 0 && remaining <= limit => {
+            Decision::denied(limit, remaining, retry_after_us, reset_after_us)
+        }
+        _ => return Err(Error::UnexpectedReply(format!("a rate limit script answered {reply:?}"))),
+    };
+    Ok(Reply { decision, decided_at_us: reply[6] })
+}
+
+/// Each limit's decision in the reply of a script on `limits` keys: the
+/// fields of [`from_reply`] for each, in the order of the keys.
 pub(crate) fn decisions_from_reply(reply: &[u64], limits: usize) -> Result<Vec<Decision>> {
-    let fields = FIELD_COUNT;
-    if reply.len() != fields * limits {
+    if reply.len() != FIELD_COUNT * limits {
         return Err(Error::UnexpectedReply(format!("a script on {limits} keys answered {reply:?}")));
     }
-    reply.chunks_exact(fields).map(decision_from_reply).collect()
+    reply.chunks_exact(FIELD_COUNT).map(|fields| Ok(from_reply(fields)?.decision)).collect()
 }
 
 /// How many fields a limit's reply has.
-const FIELD_COUNT: usize = 6;
+const FIELD_COUNT: usize = 7;
 
 #[cfg(test)]
 mod tests {
@@ -52,8 +64,12 @@ mod tests {
             .collect();
         assert_eq!(documented, FIELDS);
         // The prelude builds replies in that order, in exactly two places.
-        assert!(prelude.contains("return {1, limit, remaining, 0, reset_after_us, wait_us}"));
-        assert!(prelude.contains("return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0}"));
+        assert!(prelude.contains("return {1, limit, remaining, 0, reset_after_us, wait_us, decided_at_us}"));
+        assert!(
+            prelude.contains(
+                "return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0, decided_at_us}"
+            )
+        );
         assert_eq!(FIELDS.len(), FIELD_COUNT);
     }
 
@@ -64,30 +80,31 @@ mod tests {
         assert!(documented.contains("the prelude's REPLY for each limit, in the order of KEYS"), "{documented}");
         // Each limit's reply table, field by field, limit by limit.
         assert!(composite.contains("for k = 1, limits do\n  for _, field in ipairs(decided[k].result[1]) do"));
-        let denied = [0, 10, 0, 7, 100, 0];
-        let allowed = [1, 5, 4, 0, 9, 0];
+        let denied = [0, 10, 0, 7, 100, 0, 5];
+        let allowed = [1, 5, 4, 0, 9, 0, 5];
         let reply: Vec<u64> = denied.iter().chain(&allowed).copied().collect();
         let decisions = decisions_from_reply(&reply, 2).unwrap();
         assert_eq!(decisions, [Decision::denied(10, 0, 7, 100), Decision::allowed(5, 4, 9, 0)]);
         assert!(decisions_from_reply(&reply, 1).is_err());
-        assert!(decisions_from_reply(&reply[..11], 2).is_err());
+        assert!(decisions_from_reply(&reply[..13], 2).is_err());
     }
 
     #[test]
     fn replies_become_decisions_and_nonsense_is_an_error() {
-        let allowed = decision_from_reply(&[1, 10, 9, 0, 100, 5]).unwrap();
-        assert_eq!(allowed, Decision::allowed(10, 9, 100, 5));
-        let denied = decision_from_reply(&[0, 10, 0, 7, 100, 0]).unwrap();
-        assert_eq!(denied, Decision::denied(10, 0, 7, 100));
+        let allowed = from_reply(&[1, 10, 9, 0, 100, 5, 77]).unwrap();
+        assert_eq!(allowed, Reply { decision: Decision::allowed(10, 9, 100, 5), decided_at_us: 77 });
+        let denied = from_reply(&[0, 10, 0, 7, 100, 0, 78]).unwrap();
+        assert_eq!(denied, Reply { decision: Decision::denied(10, 0, 7, 100), decided_at_us: 78 });
         for nonsense in [
             &[][..],
-            &[1, 10, 9, 3, 100, 0],
-            &[0, 10, 0, 0, 100, 0],
-            &[2, 1, 1, 1, 1, 1],
-            &[1; 7],
-            &[1, 10, 11, 0, 0, 0],
+            &[1, 10, 9, 0, 100, 5],
+            &[1, 10, 9, 3, 100, 0, 1],
+            &[0, 10, 0, 0, 100, 0, 1],
+            &[2, 1, 1, 1, 1, 1, 1],
+            &[1; 8],
+            &[1, 10, 11, 0, 0, 0, 1],
         ] {
-            assert!(matches!(decision_from_reply(nonsense), Err(Error::UnexpectedReply(_))), "{nonsense:?}");
+            assert!(matches!(from_reply(nonsense), Err(Error::UnexpectedReply(_))), "{nonsense:?}");
         }
     }
 }

@@ -7,13 +7,13 @@ use std::sync::{Arc, LazyLock};
 use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind};
 
-use super::reply::decisions_from_reply;
+use super::reply::{Reply, decisions_from_reply, from_reply};
 use crate::algorithm::{Configuration, Limit, Parts};
 use crate::error::redis_error;
 use crate::{Decision, Error, Result};
 
-/// A script as Redis runs it: the prelude, the algorithm's files, then
-/// `lua/single.lua`; with its source kept for the `EVAL` fallback.
+/// A script as Redis runs it: the prelude, the algorithm's files, then a
+/// main; with its source kept for the `EVAL` fallback.
 #[derive(Debug)]
 pub(crate) struct Lua {
     script: redis::Script,
@@ -30,29 +30,65 @@ impl Lua {
     }
 }
 
+/// The scripts of an algorithm that reserves slots ahead.
+#[derive(Debug)]
+pub(crate) struct Reserving {
+    /// Reserves: the check's arguments, then `max_wait_us`.
+    pub(crate) reserve: Lua,
+    /// Gives a reservation back: the check's arguments, then `at_us` and
+    /// `wait_us` from the reservation's reply; replies 1 if it did, else 0.
+    pub(crate) give_back: Lua,
+}
+
+/// What a reservation appends to a check's arguments: lua/reserve.lua's
+/// `ARGV[#ARGV]` line.
+#[cfg(test)]
+const RESERVE_ARGS: [&str; 1] = ["max_wait_us"];
+
+/// What a give-back appends to a check's arguments: lua/give_back.lua's
+/// `ARGV[#ARGV...]` lines.
+#[cfg(test)]
+const GIVE_BACK_ARGS: [&str; 2] = ["at_us", "wait_us"];
+
 /// The source of a script made of `lua/prelude.lua`, then `$file`s, then
-/// `lua/single.lua`.
-macro_rules! single_script {
-    ($($file:literal),*) => {
+/// the `$main` files.
+macro_rules! script_source {
+    ([$($file:literal),*], [$($main:literal),*]) => {
         concat!(
             include_str!("../../lua/prelude.lua"),
             $(include_str!(concat!("../../lua/", $file)),)*
-            include_str!("../../lua/single.lua")
+            $(include_str!(concat!("../../lua/", $main)),)*
         )
     };
 }
 
+/// `Some` of the reserving scripts of an algorithm marked `reserves` in
+/// the registry, or `None`.
+macro_rules! reserving {
+    (reserves, $($file:literal),*) => {{
+        static RESERVING: LazyLock<Reserving> = LazyLock::new(|| Reserving {
+            reserve: Lua::new(script_source!([$($file),*], ["reserve.lua", "single.lua"])),
+            give_back: Lua::new(script_source!([$($file),*], ["give_back.lua"])),
+        });
+        Some(&*RESERVING)
+    }};
+    (, $($file:literal),*) => {
+        None
+    };
+}
+
 /// The registry: for each algorithm, the tag that its Redis keys carry (so
-/// that no two algorithms ever share a key), its Lua files, and the fields
-/// of its configuration it sends as `ARGV[3..]`, in the order of its
-/// script's `ARGV[3..]:` line (a test holds the two together).
+/// that no two algorithms ever share a key), its Lua files, the fields of
+/// its configuration it sends as `ARGV[3..]`, in the order of its script's
+/// `ARGV[3..]:` line (a test holds the two together), and `reserves` if it
+/// reserves slots ahead (a test holds that to the algorithm's reach).
 ///
 /// The composite script is the prelude, then each algorithm's files in a
 /// `do ... end` block that files its `decide` and `commit` as
 /// `modules[n]` (n: its place in this list, from 1), then
 /// `lua/composite.lua`.
 macro_rules! scripts {
-    ($($algorithm:ident: $tag:literal, [$($file:literal),*], [$($field:ident),*];)*) => {
+    ($($algorithm:ident: $tag:literal, [$($file:literal),*], [$($field:ident),*] $(, $reserves:ident)?;)*) => {
         /// The tag of `limit`'s algorithm in its Redis keys.
         pub(crate) fn tag(limit: &Limit) -> &'static str {
             match limit {
@@ -64,7 +100,8 @@ macro_rules! scripts {
         pub(crate) fn script(limit: &Limit) -> &'static Lua {
             match limit {
                 $(Limit::$algorithm(_) => {
-                    static LUA: LazyLock<Lua> = LazyLock::new(|| Lua::new(single_script!($($file),*)));
+                    static LUA: LazyLock<Lua> =
+                        LazyLock::new(|| Lua::new(script_source!([$($file),*], ["single.lua"])));
                     &LUA
                 })*
             }
@@ -98,6 +135,13 @@ macro_rules! scripts {
             }
         }
 
+        /// The scripts that reserve for `limit` and give back, if it reserves.
+        pub(crate) fn reserving(limit: &Limit) -> Option<&'static Reserving> {
+            match limit {
+                $(Limit::$algorithm(_) => reserving!($($reserves)?, $($file),*),)*
+            }
+        }
+
         /// `limit`'s configuration, as its script reads it from `ARGV[3]` on.
         pub(crate) fn config(limit: &Limit) -> Vec<u64> {
             match limit {
@@ -113,6 +157,14 @@ macro_rules! scripts {
             }
         }
 
+        /// How far ahead `limit`'s algorithm reserves (zero: not at all).
+        #[cfg(test)]
+        fn reach_us(limit: &Limit) -> u64 {
+            match limit {
+                $(Limit::$algorithm(algorithm) => crate::algorithm::sealed::Step::reach_us(algorithm),)*
+            }
+        }
+
         /// One limit of each algorithm, for the tests.
         #[cfg(test)]
         fn one_of_each() -> Vec<Limit> {
@@ -124,8 +176,8 @@ macro_rules! scripts {
 scripts! {
     FixedWindow: "fw", ["fixed_window.lua"], [amount, period_us];
     SlidingLog: "sl", ["sliding_log.lua"], [amount, period_us];
-    TokenBucket: "tb", ["meter.lua", "token_bucket.lua"], [capacity, amount, period_us];
-    LeakyBucket: "lb", ["meter.lua", "leaky_bucket.lua"], [capacity, amount, period_us];
+    TokenBucket: "tb", ["meter.lua", "token_bucket.lua"], [capacity, amount, period_us], reserves;
+    LeakyBucket: "lb", ["meter.lua", "leaky_bucket.lua"], [capacity, amount, period_us], reserves;
     SlidingWindow: "sw", ["sliding_window.lua"], [amount, period_us];
 }
 
@@ -214,13 +266,6 @@ pub(crate) fn prepare(configuration: &Configuration<'_>) -> Prepared {
 
 /// Runs `lua` on `keys` with `ARGV = [cost, now_us or "", config...]`: each
 /// key's limit's decision, in order.
-///
-/// `EVALSHA` first; redis-rs's `invoke_async` answers `NOSCRIPT` (after a
-/// restart or `SCRIPT FLUSH`) with `SCRIPT LOAD` and one more `EVALSHA`,
-/// which fails again if another flush lands in between (or, on a cluster,
-/// if the load reached other nodes than the key's). So a second `NOSCRIPT`
-/// is answered with `EVAL`, which carries the source and caches it on the
-/// node that owns the key: no window is left in which a call can fail.
 pub(crate) async fn invoke<C: ConnectionLike>(
     connection: &mut C,
     lua: &Lua,
@@ -229,24 +274,55 @@ pub(crate) async fn invoke<C: ConnectionLike>(
     now_us: Option<u64>,
     config: &[u64],
 ) -> Result<Vec<Decision>> {
+    let reply: Vec<u64> = run(connection, lua, keys, cost, now_us, [config, &[]]).await?;
+    decisions_from_reply(&reply, keys.len())
+}
+
+/// Runs a deciding script of one key (a check or a reservation): see [`run`].
+pub(crate) async fn decide<C: ConnectionLike>(
+    connection: &mut C,
+    lua: &Lua,
+    redis_key: &str,
+    cost: u64,
+    now_us: Option<u64>,
+    args: [&[u64]; 2],
+) -> Result<Reply> {
+    let keys = [redis_key.to_owned()];
+    from_reply(&run::<_, Vec<u64>>(connection, lua, &keys, cost, now_us, args).await?)
+}
+
+/// Runs `lua` on `keys` with `ARGV = [cost, now_us or "", args...]` (the
+/// configuration, then what the main appends).
+///
+/// `EVALSHA` first; redis-rs's `invoke_async` answers `NOSCRIPT` (after a
+/// restart or `SCRIPT FLUSH`) with `SCRIPT LOAD` and one more `EVALSHA`,
+/// which fails again if another flush lands in between (or, on a cluster,
+/// if the load reached other nodes than the key's). So a second `NOSCRIPT`
+/// is answered with `EVAL`, which carries the source and caches it on the
+/// node that owns the key: no window is left in which a call can fail.
+pub(crate) async fn run<C: ConnectionLike, T: redis::FromRedisValue>(
+    connection: &mut C,
+    lua: &Lua,
+    keys: &[String],
+    cost: u64,
+    now_us: Option<u64>,
+    [config, appended]: [&[u64]; 2],
+) -> Result<T> {
     let now = now_us.map(|now_us| now_us.to_string()).unwrap_or_default();
     let mut invocation = lua.script.prepare_invoke();
     for key in keys {
         invocation.key(key);
     }
-    invocation.arg(cost).arg(&now).arg(config);
-    let reply: Result<Vec<u64>, RedisError> = match invocation.invoke_async(connection).await {
+    invocation.arg(cost).arg(&now).arg(config).arg(appended);
+    let reply: Result<T, RedisError> = match invocation.invoke_async(connection).await {
         Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
             let mut eval = Cmd::new();
-            eval.arg("EVAL").arg(lua.source).arg(keys.len()).arg(keys).arg(cost).arg(&now).arg(config);
+            eval.arg("EVAL").arg(lua.source).arg(keys.len()).arg(keys).arg(cost).arg(&now).arg(config).arg(appended);
             eval.query_async(connection).await
         }
         reply => reply,
     };
-    match reply {
-        Ok(reply) => decisions_from_reply(&reply, keys.len()),
-        Err(error) => Err(script_error(error, &keys.iter().map(String::as_str).collect::<Vec<_>>())),
-    }
+    reply.map_err(|error| script_error(error, &keys.iter().map(String::as_str).collect::<Vec<_>>()))
 }
 
 /// A failed script call as tollgate's error: a key holding what the script
@@ -354,6 +430,36 @@ mod tests {
             let highest = (0..declared.len()).rev().find(|n| source.contains(&format!("ARGV[i + {n}]")));
             let reads = highest.map_or(usize::from(source.contains("ARGV[i]")), |n| n + 1);
             assert_eq!(reads, declared.len(), "{limit:?} reads {reads} ARGV");
+        }
+    }
+
+    /// An algorithm has reserving scripts if and only if it reserves ahead;
+    /// they run its files with lua/reserve.lua (then the check's main) and
+    /// lua/give_back.lua; and those read what the backend appends.
+    #[test]
+    fn the_algorithms_that_reserve_have_reserving_scripts_that_read_what_is_sent() {
+        let appended = |main: &str| -> Vec<String> {
+            main.lines()
+                .filter_map(|line| line.strip_prefix("-- ARGV[#ARGV"))
+                .filter_map(|rest| rest.split_once(']'))
+                .filter_map(|(_, rest)| rest.split_whitespace().next())
+                .map(|name| name.trim_end_matches(':').to_owned())
+                .collect()
+        };
+        assert_eq!(appended(include_str!("../../lua/reserve.lua")), RESERVE_ARGS);
+        assert_eq!(appended(include_str!("../../lua/give_back.lua")), GIVE_BACK_ARGS);
+        for limit in one_of_each() {
+            assert_eq!(reserving(&limit).is_some(), reach_us(&limit) > 0, "{limit:?}");
+            if let Some(reserving) = reserving(&limit) {
+                let check = script(&limit).source;
+                let files = &check[..check.len() - include_str!("../../lua/single.lua").len()];
+                assert_eq!(
+                    reserving.reserve.source,
+                    format!("{files}{}{}", include_str!("../../lua/reserve.lua"), include_str!("../../lua/single.lua"))
+                );
+                assert_eq!(reserving.give_back.source, format!("{files}{}", include_str!("../../lua/give_back.lua")));
+                assert!(files.contains("local function give_back(k, i, at_us, wait_us)"), "{limit:?}");
+            }
         }
     }
 

@@ -11,6 +11,8 @@ pub mod logs;
 pub mod models;
 #[cfg(feature = "redis")]
 pub mod redis_server;
+#[cfg(feature = "acquire")]
+pub mod tokio_clock;
 
 /// `cases` per property, with failures kept in `tests/regressions/` (committed,
 /// so a case that once failed is tried first, forever).

@@ -38,11 +38,17 @@ fn us(micros: i128) -> Duration {
     Duration::from_micros(u64::try_from(micros).expect("a model duration is never negative"))
 }
 
+/// A count of units left is never negative: reservations may have taken
+/// more than there is now.
+fn left(remaining: i128) -> u64 {
+    remaining.max(0) as u64
+}
+
 pub fn allowed(limit: u64, remaining: impl Into<i128>, reset_after: impl Into<i128>, wait: impl Into<i128>) -> Verdict {
     Verdict {
         allowed: true,
         limit,
-        remaining: remaining.into() as u64,
+        remaining: left(remaining.into()),
         retry_after: None,
         reset_after: us(reset_after.into()),
         wait: us(wait.into()),
@@ -58,7 +64,7 @@ pub fn denied(
     Verdict {
         allowed: false,
         limit,
-        remaining: remaining.into() as u64,
+        remaining: left(remaining.into()),
         retry_after: Some(us(retry_after.into())),
         reset_after: us(reset_after.into()),
         wait: Duration::ZERO,
@@ -83,6 +89,14 @@ pub struct Example<A> {
 /// A reference model of one algorithm for one key. `now` never goes back.
 pub trait Model: Clone {
     fn decide(&mut self, now: u64, cost: u64) -> Verdict;
+
+    /// A reservation of a slot at most `max_wait` µs away: allowed with the
+    /// wait until the slot, or denied with the wait it would have needed.
+    /// An algorithm that reserves nothing ahead decides as a check.
+    fn reserve(&mut self, now: u64, cost: u64, max_wait: u64) -> Verdict {
+        let _ = max_wait;
+        self.decide(now, cost)
+    }
 }
 
 /// What the suites need of each algorithm (see `algorithms.rs` for the
@@ -139,6 +153,15 @@ pub trait Spec: Algorithm + PartialEq {
     /// Its worked examples, which every backend must decide to the
     /// microsecond (the conformance suite): what it does, spelled out.
     fn worked_examples() -> Vec<Example<Self>>;
+
+    /// How far past this configuration's own longest wait a model that
+    /// starts as `model` may send a check, µs: the slots that another
+    /// configuration reserved ahead and this one carried over (zero for
+    /// the algorithms that reserve nothing ahead).
+    fn reserved_ahead_us(&self, model: &Self::Model) -> u64 {
+        let _ = model;
+        0
+    }
 }
 
 /// Periods that divide evenly, and ones that leave a fraction per request.
@@ -478,7 +501,8 @@ impl Model for TokenBucketModel {
         let tokens = self.tokens.add(refilled).min(capacity);
         let until_full = |tokens: Ratio| capacity.sub(tokens).div(self.rate).ceil();
         let cost_r = Ratio::int(cost as i128);
-        if !cost_r.le(tokens) {
+        // A peek is always allowed, even when reservations have taken more than there is.
+        if cost > 0 && !cost_r.le(tokens) {
             let retry = cost_r.sub(tokens).div(self.rate).ceil();
             return denied(self.capacity, tokens.floor(), retry, until_full(tokens));
         }
@@ -488,15 +512,46 @@ impl Model for TokenBucketModel {
         }
         allowed(self.capacity, left.floor(), until_full(left), 0)
     }
+
+    /// The tokens are taken at the first whole µs at which the bucket holds
+    /// them (if that is at most `max_wait` away), on credit: the bucket goes
+    /// below zero until then.
+    fn reserve(&mut self, now: u64, cost: u64, max_wait: u64) -> Verdict {
+        let capacity = Ratio::int(self.capacity as i128);
+        let tokens = self.tokens.add(self.rate.mul(Ratio::int((now - self.last) as i128))).min(capacity);
+        let cost_r = Ratio::int(cost as i128);
+        if cost == 0 || cost_r.le(tokens) {
+            return self.decide(now, cost);
+        }
+        let until_full = |tokens: Ratio| capacity.sub(tokens).div(self.rate).ceil();
+        let wait = cost_r.sub(tokens).div(self.rate).ceil();
+        if wait > max_wait as i128 {
+            return denied(self.capacity, tokens.floor(), wait, until_full(tokens));
+        }
+        // At the slot the bucket holds what `wait` refilled, never more than full.
+        let refill = self.rate.mul(Ratio::int(wait));
+        let at_slot = tokens.add(refill).min(capacity).sub(cost_r);
+        (self.tokens, self.last) = (at_slot.sub(refill), now);
+        allowed(self.capacity, self.tokens.floor(), until_full(self.tokens), wait)
+    }
 }
 
 /// Units used (tokens taken, or slots queued) as another configuration
 /// recorded them, as this one counts them: as they are if the unit is the
 /// same (the same period), else rounded up to whole units; never more than
-/// `most`.
-fn carried_units(used: Ratio, written_period: u64, period: u64, most: u64) -> Ratio {
-    let used = if written_period == period { used } else { Ratio::int(used.ceil()) };
-    used.min(Ratio::int(most as i128))
+/// `most`, unless the writer had reserved ahead (used more than its own
+/// `written_most`): slots promised to waiters carry over whole.
+fn carried_units(used: Ratio, written_period: u64, written_most: u64, period: u64, most: u64) -> Ratio {
+    let used_r = if written_period == period { used } else { Ratio::int(used.ceil()) };
+    if !used.le(Ratio::int(written_most as i128)) {
+        return used_r;
+    }
+    used_r.min(Ratio::int(most as i128))
+}
+
+/// The µs to drain `units` of `period` at `amount` a period, rounded up.
+fn drain_us(units: Ratio, amount: u64, period: u64) -> u64 {
+    units.max(Ratio::int(0)).mul(Ratio::new(period as i128, amount as i128)).ceil() as u64
 }
 
 impl Spec for TokenBucket {
@@ -541,8 +596,12 @@ impl Spec for TokenBucket {
     fn model_after(&self, written: &TokenBucketModel) -> TokenBucketModel {
         // Tokens taken as of the writer's last admission, before any refill.
         let used = Ratio::int(written.capacity as i128).sub(written.tokens);
-        let used = carried_units(used, written.period, self.period_us(), self.capacity());
+        let used = carried_units(used, written.period, written.capacity, self.period_us(), self.capacity());
         TokenBucketModel { tokens: Ratio::int(self.capacity() as i128).sub(used), last: written.last, ..self.model() }
+    }
+
+    fn reserved_ahead_us(&self, model: &TokenBucketModel) -> u64 {
+        drain_us(model.tokens.mul(Ratio::int(-1)), self.rate().amount(), self.period_us())
     }
 
     fn try_new(capacity: u64, rate: Rate) -> tollgate::Result<Self> {
@@ -611,6 +670,25 @@ impl LeakyBucketModel {
     }
 }
 
+impl LeakyBucketModel {
+    /// How many unit requests would still fit at `now` if the next one
+    /// departed at `free`: none when reservations queued past the capacity.
+    fn fits(&self, free: Ratio, now: Ratio) -> i128 {
+        let horizon = self.interval.mul(Ratio::int(self.capacity as i128));
+        let queued = free.sub(now);
+        if queued.le(horizon) { horizon.sub(queued).div(self.interval).floor() + 1 } else { 0 }
+    }
+
+    /// Queues `cost` to depart at `departs`.
+    fn queue(&mut self, now: u64, cost: u64, departs: Ratio) -> Verdict {
+        let now_r = Ratio::int(now as i128);
+        self.next_free = departs.add(self.interval.mul(Ratio::int(cost as i128)));
+        self.last = now;
+        let until_empty = self.next_free.sub(now_r).ceil();
+        allowed(self.capacity + 1, self.fits(self.next_free, now_r), until_empty, departs.sub(now_r).ceil())
+    }
+}
+
 impl Model for LeakyBucketModel {
     fn decide(&mut self, now: u64, cost: u64) -> Verdict {
         let now_r = Ratio::int(now as i128);
@@ -618,23 +696,31 @@ impl Model for LeakyBucketModel {
         let slots = |n: u64| self.interval.mul(Ratio::int(n as i128));
         let horizon = slots(self.capacity);
         let limit = self.capacity + 1;
-        // How many unit requests would still fit if the next one departed at `free`.
-        let fits = |free: Ratio| {
-            let queued = free.sub(now_r);
-            if queued.le(horizon) { horizon.sub(queued).div(self.interval).floor() + 1 } else { 0 }
-        };
-        let until_empty = |free: Ratio| free.sub(now_r).ceil();
+        let until_empty = departs.sub(now_r).ceil();
         let last_slot = departs.add(slots(cost.saturating_sub(1)));
         if cost > 0 && !last_slot.sub(now_r).le(horizon) {
             let retry = last_slot.sub(now_r).sub(horizon).ceil();
-            return denied(limit, fits(departs), retry, until_empty(departs));
+            return denied(limit, self.fits(departs, now_r), retry, until_empty);
         }
         if cost == 0 {
-            return allowed(limit, fits(departs), until_empty(departs), 0);
+            return allowed(limit, self.fits(departs, now_r), until_empty, 0);
         }
-        self.next_free = departs.add(slots(cost));
-        self.last = now;
-        allowed(limit, fits(self.next_free), until_empty(self.next_free), departs.sub(now_r).ceil())
+        self.queue(now, cost, departs)
+    }
+
+    /// The slot is the departure, if it is at most `max_wait` away; the
+    /// queue may grow past its capacity.
+    fn reserve(&mut self, now: u64, cost: u64, max_wait: u64) -> Verdict {
+        let now_r = Ratio::int(now as i128);
+        let departs = self.next_free.max(now_r);
+        let wait = departs.sub(now_r).ceil();
+        if cost == 0 {
+            return self.decide(now, cost);
+        }
+        if wait > max_wait as i128 {
+            return denied(self.capacity + 1, self.fits(departs, now_r), wait, wait);
+        }
+        self.queue(now, cost, departs)
     }
 }
 
@@ -669,9 +755,15 @@ impl Spec for LeakyBucket {
         // Slots queued as of the writer's last admission, before any drain.
         let last = Ratio::int(written.last as i128);
         let queued = written.next_free.max(last).sub(last).div(written.interval);
-        let queued = carried_units(queued, written.period, self.period_us(), self.capacity() + 1);
+        let queued = carried_units(queued, written.period, written.capacity + 1, self.period_us(), self.capacity() + 1);
         let model = self.model();
         LeakyBucketModel { next_free: last.add(model.interval.mul(queued)), last: written.last, ..model }
+    }
+
+    fn reserved_ahead_us(&self, model: &LeakyBucketModel) -> u64 {
+        let last = Ratio::int(model.last as i128);
+        let queued = model.next_free.max(last).sub(last).div(model.interval);
+        drain_us(queued.sub(Ratio::int(self.capacity() as i128 + 1)), self.rate().amount(), self.period_us())
     }
 
     fn try_new(capacity: u64, rate: Rate) -> tollgate::Result<Self> {
