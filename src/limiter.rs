@@ -144,6 +144,33 @@ pub trait RateLimiter: fmt::Debug + Send + Sync {
         Ok(Breakdown::from(self.check_n(key, cost).await?))
     }
 
+    /// [`check_detailed`](Self::check_detailed) answered without waiting,
+    /// by a limiter that can (in memory): `Some` with the answer, having
+    /// decided exactly as `check_detailed` would; `None` from a limiter that
+    /// has to wait (Redis) or does not say, having done nothing, and then the
+    /// caller awaits `check_detailed`.
+    ///
+    /// For callers on a hot path that would otherwise box a future for an
+    /// answer that is there already: the HTTP middleware asks this first.
+    /// The default is `None`; a backend that decides in memory overrides it.
+    ///
+    /// ```
+    /// use tollgate::{InMemory, Rate, RateLimiter, TokenBucket};
+    ///
+    /// let limiter = InMemory::new(TokenBucket::new(10, Rate::per_second(10))?);
+    /// let breakdown = limiter.check_detailed_now("alice", 1, None).expect("in memory, at once")?;
+    /// assert_eq!(breakdown.decision().remaining(), 9);
+    /// # Ok::<(), tollgate::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Inside the `Some`, as [`check_detailed`](Self::check_detailed).
+    fn check_detailed_now(&self, key: &str, cost: u64, plan: Option<&str>) -> Option<Result<Breakdown>> {
+        let _ = (key, cost, plan);
+        None
+    }
+
     /// Reserves `cost` for `key` at the earliest slot at most `max_wait`
     /// away, without waiting for it: the primitive under `acquire` (feature
     /// `acquire`), for a caller that schedules work itself
@@ -284,6 +311,10 @@ impl<L: RateLimiter + ?Sized> RateLimiter for Arc<L> {
 
     async fn check_detailed(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
         (**self).check_detailed(key, cost, plan).await
+    }
+
+    fn check_detailed_now(&self, key: &str, cost: u64, plan: Option<&str>) -> Option<Result<Breakdown>> {
+        (**self).check_detailed_now(key, cost, plan)
     }
 
     async fn reserve(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {

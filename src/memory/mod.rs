@@ -277,6 +277,10 @@ impl<A: Algorithm, C: Clock> RateLimiter for InMemory<A, C> {
         self.check_detailed_sync(key, cost, plan)
     }
 
+    fn check_detailed_now(&self, key: &str, cost: u64, plan: Option<&str>) -> Option<Result<Breakdown>> {
+        Some(self.check_detailed_sync(key, cost, plan))
+    }
+
     async fn reserve(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
         self.reserve_sync(key, cost, max_wait)
     }
