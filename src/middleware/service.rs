@@ -1,5 +1,6 @@
 //! [`RateLimit`]: the service, and the future of its response.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +19,7 @@ use super::headers::{Fields, limiter_failed, missing_key, retry_after_secs, too_
 use super::key::Key;
 use super::layer::Config;
 use super::log::Log;
-use crate::{Decision, Error, Result};
+use crate::{Breakdown, Error, Result};
 
 /// A service that admits requests through a rate limiter; made by
 /// [`RateLimitLayer`](super::RateLimitLayer).
@@ -81,24 +82,25 @@ impl<S: Clone> RateLimit<S> {
     }
 }
 
-type Check = Pin<Box<dyn Future<Output = Result<Decision>> + Send>>;
+type Check = Pin<Box<dyn Future<Output = Result<Breakdown>> + Send>>;
 
 /// What a check means for its request.
 enum Verdict {
     /// Pass it on after `wait` (the leaky bucket's hold), and add `fields`
     /// to the response.
     Pass { wait: Duration, fields: Fields },
-    /// Answer it with this (429 or 503).
+    /// Answer it with this (429, 500 or 503).
     Respond(Response<String>),
 }
 
 impl Config {
-    /// Asks the limiter about `key`, within the check timeout if one is set.
-    fn check(&self, key: Key) -> Check {
+    /// Asks the limiter about `key` in `plan`, for a limiter that could not
+    /// answer at once: within the check timeout if one is set.
+    fn check(&self, key: Key, plan: Option<Cow<'static, str>>) -> Check {
         let limiter = Arc::clone(&self.limiter);
         let timeout = self.check_timeout;
         Box::pin(async move {
-            let check = limiter.check(key.as_str());
+            let check = limiter.check_detailed(key.as_str(), 1, plan.as_deref());
             match timeout {
                 None => check.await,
                 Some(limit) => tokio::time::timeout(limit, check).await.unwrap_or(Err(Error::Timeout(limit))),
@@ -106,32 +108,31 @@ impl Config {
         })
     }
 
-    fn verdict(&self, result: Result<Decision>) -> Verdict {
-        let name = &self.policy.name;
-        let decision = match result {
-            Ok(decision) => {
+    fn verdict(&self, result: Result<Breakdown>) -> Verdict {
+        let name = &self.naming.name;
+        let breakdown = match result {
+            Ok(breakdown) => {
                 self.log.limiter_answered(name);
-                decision
+                breakdown
             }
             Err(error) => {
-                self.log.limiter_failed(name, &error);
-                let mut response = limiter_failed();
+                let mut response = limiter_failed(&error);
+                self.log.limiter_failed(name, &error, response.status());
                 response.extensions_mut().insert(Arc::new(error));
                 return Verdict::Respond(response);
             }
         };
-        let policies = [self.policy.state(&decision)];
-        if decision.is_allowed() {
-            return Verdict::Pass {
-                wait: decision.wait(),
-                fields: Fields::new(self.headers, &policies, &self.constant),
-            };
-        }
-        let retry_after = retry_after_secs(&decision);
-        Log::denied(name, retry_after);
-        let mut response = too_many_requests(&policies, retry_after);
-        Fields::new(self.headers, &policies, &self.constant).write(response.headers_mut());
-        Verdict::Respond(response)
+        self.shapes.with(&breakdown, &self.naming, |shape| {
+            let decision = breakdown.decision();
+            if decision.is_allowed() {
+                return Verdict::Pass { wait: decision.wait(), fields: Fields::new(self.headers, shape, &breakdown) };
+            }
+            let retry_after = retry_after_secs(&decision);
+            Log::denied(name, retry_after);
+            let mut response = too_many_requests(shape, &breakdown, retry_after);
+            Fields::new(self.headers, shape, &breakdown).write(response.headers_mut());
+            Verdict::Respond(response)
+        })
     }
 }
 
@@ -149,37 +150,50 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
         let (parts, body) = request.into_parts();
-        let key = self.config.key.key(&parts).or_else(|| match &self.config.missing_key {
+        let key = config.key.key(&parts).or_else(|| match &config.missing_key {
             MissingKey::Fallback(key) => Some(Key::from(key.as_str())),
             MissingKey::Reject => None,
         });
+        let plan = config.plan.as_ref().and_then(|plan| plan.plan(&parts));
         let request = Request::from_parts(parts, body);
         let Some(key) = key else {
-            self.config.log.missing_key(&self.config.policy.name, &self.config.key);
+            config.log.missing_key(&config.naming.name, &config.key);
             return ResponseFuture::respond(missing_key());
         };
-        // Polled once here: an answer that is there already (in memory it
-        // always is) lets the request go to the ready inner service now,
-        // with no clone of it and no state kept for later. A check that
-        // waits is polled again with the task's waker when the response
-        // future is, and a future wakes the waker of its latest poll.
-        let mut check = self.config.check(key);
-        let state = match check.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(result) => match self.config.verdict(result) {
-                Verdict::Pass { wait, fields } if wait.is_zero() => {
-                    State::Calling { response: self.inner.call(request), fields: Some(fields) }
+        // A limiter that answers at once (in memory) answers here, with no
+        // future boxed for it; the request goes to the inner service that
+        // `poll_ready` made ready, with no clone of it and no state kept
+        // for later.
+        let verdict = match config.limiter.check_detailed_now(key.as_str(), 1, plan.as_deref()) {
+            Some(result) => config.verdict(result),
+            None => {
+                // Polled once here all the same: an answer may be there
+                // already. A check that waits is polled again with the
+                // task's waker when the response future is, and a future
+                // wakes the waker of its latest poll.
+                let mut check = config.check(key, plan);
+                match check.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(result) => config.verdict(result),
+                    Poll::Pending => {
+                        let held = Some((self.take_ready(), request));
+                        let config = Arc::clone(&self.config);
+                        return ResponseFuture { state: State::Checking { check, held, config } };
+                    }
                 }
-                Verdict::Pass { wait, fields } => State::Holding {
-                    sleep: tokio::time::sleep(wait),
-                    held: Some((self.take_ready(), request)),
-                    fields: Some(fields),
-                },
-                Verdict::Respond(response) => State::Respond { response: Some(response) },
-            },
-            Poll::Pending => {
-                State::Checking { check, held: Some((self.take_ready(), request)), config: Arc::clone(&self.config) }
             }
+        };
+        let state = match verdict {
+            Verdict::Pass { wait, fields } if wait.is_zero() => {
+                State::Calling { response: self.inner.call(request), fields: Some(fields) }
+            }
+            Verdict::Pass { wait, fields } => State::Holding {
+                sleep: tokio::time::sleep(wait),
+                held: Some((self.take_ready(), request)),
+                fields: Some(fields),
+            },
+            Verdict::Respond(response) => State::Respond { response: Some(response) },
         };
         ResponseFuture { state }
     }
