@@ -13,6 +13,7 @@
 //! How the values are made, cheaply, is in `value.rs`.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use http::header::{CONTENT_TYPE, Entry, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
@@ -142,6 +143,45 @@ impl Naming {
     }
 }
 
+/// A limiter's answer: a plain limiter's decision
+/// ([`RateLimiter::check_now`](crate::RateLimiter::check_now)), or a
+/// breakdown of each limit's.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// One unnamed limit, in no plan.
+    Plain(Decision),
+    Detailed(Breakdown),
+}
+
+impl Answer {
+    /// The decision of all the limits together.
+    pub(crate) fn decision(&self) -> Decision {
+        match self {
+            Self::Plain(decision) => *decision,
+            Self::Detailed(breakdown) => breakdown.decision(),
+        }
+    }
+
+    /// Limit `index`'s own decision.
+    fn nth(&self, index: usize) -> Decision {
+        match self {
+            Self::Plain(decision) => *decision,
+            Self::Detailed(breakdown) => breakdown.limits()[index].decision(),
+        }
+    }
+
+    /// Where [`Breakdown::binding`] is among the limits.
+    fn binding(&self) -> usize {
+        match self {
+            Self::Plain(_) => 0,
+            Self::Detailed(breakdown) => {
+                let binding = breakdown.binding();
+                breakdown.limits().iter().position(|limit| std::ptr::eq(limit, binding)).unwrap_or(0)
+            }
+        }
+    }
+}
+
 /// What is the same on every response decided in one configuration of the
 /// limiter (one plan, for [`Plans`](crate::Plans)): each item's name and
 /// window, the `RateLimit-Policy` value and each item's
@@ -164,6 +204,9 @@ struct ShapeLimit {
     name: Box<str>,
     window_secs: Option<u64>,
     x_limit: HeaderValue,
+    /// What its `RateLimit` item starts with: `"name";r=`, after `, ` for
+    /// all but the first.
+    ratelimit_prefix: Box<[u8]>,
 }
 
 impl Shape {
@@ -175,7 +218,8 @@ impl Shape {
         let limits: Box<[ShapeLimit]> = breakdown
             .limits()
             .iter()
-            .map(|limit| {
+            .enumerate()
+            .map(|(index, limit)| {
                 let window_secs = match (naming.window_secs, limit.window()) {
                     (Some(window), _) if one => Some(window),
                     (_, window) => window.map(|window| ceil_secs(window).max(1)),
@@ -188,11 +232,14 @@ impl Shape {
                 } else {
                     number(value)
                 };
+                let name = naming.item_name(breakdown.plan(), limit.name());
+                let separator = if index > 0 { ", " } else { "" };
                 ShapeLimit {
                     limit_name: limit.name().map(Box::from),
                     limit: value,
                     window: limit.window(),
-                    name: naming.item_name(breakdown.plan(), limit.name()).into_boxed_str(),
+                    ratelimit_prefix: format!("{separator}\"{name}\";r=").into_bytes().into_boxed_slice(),
+                    name: name.into_boxed_str(),
                     window_secs,
                     x_limit,
                 }
@@ -201,6 +248,11 @@ impl Shape {
         let policy = policy_value(&limits);
         let policy = if keep { intern(policy) } else { policy.finish() };
         Self { plan: breakdown.plan().map(Box::from), limits, policy }
+    }
+
+    /// One unnamed limit, in no plan: what a plain limiter's decisions are.
+    fn is_plain(&self) -> bool {
+        self.plan.is_none() && self.limits.len() == 1 && self.limits[0].limit_name.is_none()
     }
 
     /// Whether `breakdown` was decided in this shape's configuration.
@@ -224,6 +276,9 @@ const SHAPES: usize = 8;
 #[derive(Debug, Default)]
 pub(crate) struct Shapes {
     slots: [OnceLock<Shape>; SHAPES],
+    /// A shape of one unnamed limit in no plan has been made: the
+    /// limiter's [`Answer::Plain`]s have a shape to fit.
+    plain: AtomicBool,
 }
 
 /// A layer's configuration is cloned only while it is being built
@@ -237,24 +292,45 @@ impl Clone for Shapes {
 
 impl Shapes {
     /// The shape `breakdown` fits, made now if it is new and there is room.
-    pub(crate) fn get(&self, breakdown: &Breakdown, naming: &Naming) -> Option<&Shape> {
+    fn get(&self, breakdown: &Breakdown, naming: &Naming) -> Option<&Shape> {
         for slot in &self.slots {
             let shape = match slot.get() {
                 Some(shape) => shape,
                 None => slot.get_or_init(|| Shape::new(breakdown, naming, true)),
             };
             if shape.fits(breakdown) {
+                if shape.is_plain() && !self.plain.load(Relaxed) {
+                    self.plain.store(true, Relaxed);
+                }
                 return Some(shape);
             }
         }
         None
     }
 
-    /// As [`get`](Self::get), or a shape made for this response alone.
-    pub(crate) fn with<R>(&self, breakdown: &Breakdown, naming: &Naming, use_shape: impl FnOnce(&Shape) -> R) -> R {
-        match self.get(breakdown, naming) {
-            Some(shape) => use_shape(shape),
-            None => use_shape(&Shape::new(breakdown, naming, false)),
+    /// Whether a plain limiter's decision would find its shape here: its
+    /// window has been learned from a breakdown.
+    pub(crate) fn knows_plain(&self) -> bool {
+        self.plain.load(Relaxed)
+    }
+
+    /// The shape of a plain decision of `limit`.
+    fn plain(&self, limit: u64) -> Option<&Shape> {
+        self.slots.iter().map_while(OnceLock::get).find(|shape| shape.is_plain() && shape.limits[0].limit == limit)
+    }
+
+    /// Calls `use_shape` with the shape of `answer` (for a plain decision,
+    /// the one learned from a breakdown of the same limit), or with one made
+    /// for this response alone.
+    pub(crate) fn with<R>(&self, answer: &Answer, naming: &Naming, use_shape: impl FnOnce(&Shape) -> R) -> R {
+        let kept = match answer {
+            Answer::Plain(decision) => self.plain(decision.limit()),
+            Answer::Detailed(breakdown) => self.get(breakdown, naming),
+        };
+        match (kept, answer) {
+            (Some(shape), _) => use_shape(shape),
+            (None, Answer::Detailed(breakdown)) => use_shape(&Shape::new(breakdown, naming, false)),
+            (None, Answer::Plain(decision)) => use_shape(&Shape::new(&Breakdown::from(*decision), naming, false)),
         }
     }
 }
@@ -300,29 +376,25 @@ fn policy_value(limits: &[ShapeLimit]) -> Value {
 }
 
 /// `RateLimit`: `"name";r=<remaining>;t=<reset>, ...`.
-fn ratelimit_value(shape: &Shape, breakdown: &Breakdown) -> HeaderValue {
-    let items = || shape.limits.iter().zip(breakdown.limits()).map(|(shape, limit)| (&*shape.name, limit.decision()));
-    let len = list_len(items(), |(name, decision)| {
-        2 + name.len() + 3 + decimal_len(decision.remaining()) + 3 + decimal_len(ceil_secs(decision.reset_after()))
-    });
+fn ratelimit_value(shape: &Shape, answer: &Answer) -> HeaderValue {
+    let numbers = |index: usize| {
+        let decision = answer.nth(index);
+        (decision.remaining(), ceil_secs(decision.reset_after()))
+    };
+    let mut len = 0;
+    for (index, limit) in shape.limits.iter().enumerate() {
+        let (remaining, reset) = numbers(index);
+        len += limit.ratelimit_prefix.len() + decimal_len(remaining) + 3 + decimal_len(reset);
+    }
     let mut value = Value::with_len(len);
-    for (index, (name, decision)) in items().enumerate() {
-        if index > 0 {
-            value.push(b", ");
-        }
-        push_name(&mut value, name);
-        value.push(b";r=");
-        value.decimal(decision.remaining());
+    for (index, limit) in shape.limits.iter().enumerate() {
+        let (remaining, reset) = numbers(index);
+        value.push(&limit.ratelimit_prefix);
+        value.decimal(remaining);
         value.push(b";t=");
-        value.decimal(ceil_secs(decision.reset_after()));
+        value.decimal(reset);
     }
     value.finish()
-}
-
-/// Where [`Breakdown::binding`] is among the breakdown's limits.
-fn binding_index(breakdown: &Breakdown) -> usize {
-    let binding = breakdown.binding();
-    breakdown.limits().iter().position(|limit| std::ptr::eq(limit, binding)).unwrap_or(0)
 }
 
 /// The rate-limit fields of one response: built as soon as the decisions
@@ -344,16 +416,16 @@ struct XRateLimit {
 }
 
 impl Fields {
-    /// The fields of `set` for `breakdown`, decided in `shape`'s
+    /// The fields of `set` for `answer`, decided in `shape`'s
     /// configuration: one item per limit in the IETF pair (in the limits'
     /// order), and the binding limit ([`Breakdown::binding`]: the one with
     /// the longest wait when denied, else the fewest remaining) in the `X-`
     /// trio.
-    pub(crate) fn new(set: HeaderSet, shape: &Shape, breakdown: &Breakdown) -> Self {
-        let ietf = set.ietf().then(|| [shape.policy.clone(), ratelimit_value(shape, breakdown)]);
+    pub(crate) fn new(set: HeaderSet, shape: &Shape, answer: &Answer) -> Self {
+        let ietf = set.ietf().then(|| [shape.policy.clone(), ratelimit_value(shape, answer)]);
         let x_ratelimit = set.x_ratelimit().then(|| {
-            let index = binding_index(breakdown);
-            let decision = breakdown.limits()[index].decision();
+            let index = answer.binding();
+            let decision = answer.nth(index);
             XRateLimit {
                 remaining: decision.remaining(),
                 limit_value: shape.limits[index].x_limit.clone(),
@@ -406,14 +478,14 @@ impl Fields {
 /// "quota-exceeded" type naming the violated policies (the limits that
 /// denied the request), with the numbers of the binding one and
 /// `retry_after_secs`.
-pub(crate) fn too_many_requests(shape: &Shape, breakdown: &Breakdown, retry_after_secs: u64) -> Response<String> {
+pub(crate) fn too_many_requests(shape: &Shape, answer: &Answer, retry_after_secs: u64) -> Response<String> {
     let mut body = String::with_capacity(256);
     body.push_str(concat!(
         r#"{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","#,
         r#""title":"Too Many Requests","status":429,"violated-policies":["#
     ));
-    let violated = shape.limits.iter().zip(breakdown.limits()).filter(|(_, limit)| !limit.decision().is_allowed());
-    for (index, (shape_limit, _)) in violated.enumerate() {
+    let violated = shape.limits.iter().enumerate().filter(|&(index, _)| !answer.nth(index).is_allowed());
+    for (index, (_, shape_limit)) in violated.enumerate() {
         if index > 0 {
             body.push(',');
         }
@@ -422,7 +494,7 @@ pub(crate) fn too_many_requests(shape: &Shape, breakdown: &Breakdown, retry_afte
         body.push('"');
     }
     body.push(']');
-    let binding = breakdown.limits()[binding_index(breakdown)].decision();
+    let binding = answer.nth(answer.binding());
     let numbers = [
         ("limit", binding.limit()),
         ("remaining", binding.remaining()),
@@ -560,8 +632,9 @@ mod tests {
     }
 
     fn written(set: HeaderSet, shapes: &Shapes, naming: &Naming, breakdown: &Breakdown) -> HeaderMap {
+        let answer = Answer::Detailed(breakdown.clone());
         let mut headers = HeaderMap::new();
-        shapes.with(breakdown, naming, |shape| Fields::new(set, shape, breakdown)).write(&mut headers);
+        shapes.with(&answer, naming, |shape| Fields::new(set, shape, &answer)).write(&mut headers);
         headers
     }
 
@@ -669,8 +742,8 @@ mod tests {
         let _ = limiter.check_detailed_sync("alice", 10, None).unwrap();
         let breakdown = limiter.check_detailed_sync("alice", 1, None).unwrap();
         assert!(!breakdown.decision().is_allowed());
-        let response =
-            Shapes::default().with(&breakdown, &naming("api"), |shape| too_many_requests(shape, &breakdown, 1));
+        let answer = Answer::Detailed(breakdown);
+        let response = Shapes::default().with(&answer, &naming("api"), |shape| too_many_requests(shape, &answer, 1));
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[RETRY_AFTER], "1");
         assert_eq!(

@@ -15,7 +15,7 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::MissingKey;
-use super::headers::{Fields, limiter_failed, missing_key, retry_after_secs, too_many_requests};
+use super::headers::{Answer, Fields, limiter_failed, missing_key, retry_after_secs, too_many_requests};
 use super::key::Key;
 use super::layer::Config;
 use super::log::Log;
@@ -108,12 +108,12 @@ impl Config {
         })
     }
 
-    fn verdict(&self, result: Result<Breakdown>) -> Verdict {
+    fn verdict(&self, result: Result<Answer>) -> Verdict {
         let name = &self.naming.name;
-        let breakdown = match result {
-            Ok(breakdown) => {
+        let answer = match result {
+            Ok(answer) => {
                 self.log.limiter_answered(name);
-                breakdown
+                answer
             }
             Err(error) => {
                 let mut response = limiter_failed(&error);
@@ -122,15 +122,15 @@ impl Config {
                 return Verdict::Respond(response);
             }
         };
-        self.shapes.with(&breakdown, &self.naming, |shape| {
-            let decision = breakdown.decision();
+        self.shapes.with(&answer, &self.naming, |shape| {
+            let decision = answer.decision();
             if decision.is_allowed() {
-                return Verdict::Pass { wait: decision.wait(), fields: Fields::new(self.headers, shape, &breakdown) };
+                return Verdict::Pass { wait: decision.wait(), fields: Fields::new(self.headers, shape, &answer) };
             }
             let retry_after = retry_after_secs(&decision);
             Log::denied(name, retry_after);
-            let mut response = too_many_requests(shape, &breakdown, retry_after);
-            Fields::new(self.headers, shape, &breakdown).write(response.headers_mut());
+            let mut response = too_many_requests(shape, &answer, retry_after);
+            Fields::new(self.headers, shape, &answer).write(response.headers_mut());
             Verdict::Respond(response)
         })
     }
@@ -165,8 +165,20 @@ where
         // A limiter that answers at once (in memory) answers here, with no
         // future boxed for it; the request goes to the inner service that
         // `poll_ready` made ready, with no clone of it and no state kept
-        // for later.
-        let verdict = match config.limiter.check_detailed_now(key.as_str(), 1, plan.as_deref()) {
+        // for later. A plain one answers with its decision alone, once a
+        // breakdown has told the layer its window.
+        let plain = match plan {
+            None if config.shapes.knows_plain() => config.limiter.check_now(key.as_str(), 1),
+            _ => None,
+        };
+        let now = match plain {
+            Some(result) => Some(result.map(Answer::Plain)),
+            None => config
+                .limiter
+                .check_detailed_now(key.as_str(), 1, plan.as_deref())
+                .map(|result| result.map(Answer::Detailed)),
+        };
+        let verdict = match now {
             Some(result) => config.verdict(result),
             None => {
                 // Polled once here all the same: an answer may be there
@@ -175,7 +187,7 @@ where
                 // wakes the waker of its latest poll.
                 let mut check = config.check(key, plan);
                 match check.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-                    Poll::Ready(result) => config.verdict(result),
+                    Poll::Ready(result) => config.verdict(result.map(Answer::Detailed)),
                     Poll::Pending => {
                         let held = Some((self.take_ready(), request));
                         let config = Arc::clone(&self.config);
@@ -254,7 +266,7 @@ where
                 StateProj::Checking { check, held, config } => {
                     let result = ready!(check.as_mut().poll(cx));
                     let (mut inner, request) = held.take().expect(POLLED_AFTER_COMPLETION);
-                    match config.verdict(result) {
+                    match config.verdict(result.map(Answer::Detailed)) {
                         Verdict::Pass { wait, fields } if wait.is_zero() => {
                             State::Calling { response: inner.call(request), fields: Some(fields) }
                         }
