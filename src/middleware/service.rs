@@ -29,7 +29,7 @@ use crate::{Breakdown, Error, Result};
 /// tower issue #794).
 ///
 /// Its responses have the inner service's body type: the ones the middleware
-/// writes itself (400, 429, 503, with a JSON problem body) are made with
+/// writes itself (400, 429, 500, 503, with a JSON problem body) are made with
 /// `From<String>`, which axum's `Body`, `http_body_util::Full<Bytes>` and
 /// `String` implement. A body of its own type, rather than a wrapper around
 /// the inner one, is what axum passes on as it is; it boxes any other, on
@@ -37,8 +37,11 @@ use crate::{Breakdown, Error, Result};
 /// in a proxy, can map its body into axum's `Body` first.)
 ///
 /// `poll_ready` only asks the inner service; it takes nothing from the
-/// limiter. `call` asks the limiter at once. When the answer is there
-/// already, as it always is in memory, the request goes straight to the
+/// limiter. `call` asks the limiter at once, without a future when the
+/// limiter can answer at once
+/// ([`check_now`](crate::RateLimiter::check_now),
+/// [`check_detailed_now`](crate::RateLimiter::check_detailed_now): in
+/// memory it always can). When the answer is there, the request goes straight to the
 /// inner service that `poll_ready` made ready (or is answered 429). When the
 /// limiter has to wait (Redis), or the leaky bucket holds the request, `call`
 /// takes that ready service with the request and leaves a clone in its
