@@ -22,8 +22,8 @@
 --          src/redis/reply.rs reads it, and its tests hold this line and
 --          every struct.pack(REPLY, ...) of the scripts to the Rust side). A
 --          string, not a table: Redis turns a table into an array reply of a
---          length it learns only at the end, which cost it a sixth of a
---          whole call (docs/redis.md, "What a decision costs Redis").
+--          length it learns only at the end, the costliest part of a call
+--          after its commands (docs/redis.md, "What a decision costs Redis").
 --
 -- Numbers. Every quantity is an integer below 2^53, which Lua 5.1's doubles
 -- hold exactly. The scripts never form a sum or product that could pass 2^53
