@@ -12,7 +12,7 @@
 --                is what its module's `ARGV[3..]:` line says)
 --
 -- COMPOSITE REPLY: the prelude's REPLY for each limit, in the order of KEYS
---   (limit k's six fields at 6k - 5 .. 6k).
+--   (one string: limit k's seven integers are its bytes 56k - 55 .. 56k).
 --
 -- Every limit decides first, reading only. If every one admits the request,
 -- each commits its write; otherwise nothing is written, the limits that deny
@@ -35,7 +35,8 @@ for k = 1, limits do
   local at = tonumber(ARGV[2 + 2 * k])
   local result = pack(module.decide(k, at))
   decided[k] = {module = module, at = at, result = result}
-  if result[1][1] ~= 1 then
+  -- allowed: the last byte of the reply's first integer.
+  if string.byte(result[1], 8) ~= 1 then
     every_one_admits = false
   end
 end
@@ -52,16 +53,14 @@ else
   -- `cost` is the prelude's: each decide reads it.
   cost = 0
   for k = 1, limits do
-    if decided[k].result[1][1] == 1 then
+    if string.byte(decided[k].result[1], 8) == 1 then
       decided[k].result = pack(decided[k].module.decide(k, decided[k].at))
     end
   end
 end
 
-local reply = {}
+local replies = {}
 for k = 1, limits do
-  for _, field in ipairs(decided[k].result[1]) do
-    reply[#reply + 1] = field
-  end
+  replies[k] = decided[k].result[1]
 end
-return reply
+return table.concat(replies)

@@ -6,43 +6,70 @@
 --          that a configuration with another period reads it sensibly.
 -- ARGV[3..]: amount period_us
 --   amount units per window of period_us µs; windows are aligned to the epoch
--- Writes   an admitted non-zero cost, with a TTL to the end of its window
+-- Writes   an admitted non-zero cost, with a TTL to the end of its window:
+--          itself if `write`, else it returns the state and TTL for commit
 
-local function decide(k, i)
+local function decide(k, i, write)
   local amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  local found, stored_start, stored_count = read_state(k, 'f', '>c1dd', 17)
-  if found then
-    stored_start = stored_int(k, stored_start, 0, 'start_us')
-    stored_count = stored_int(k, stored_count, 0, 'count')
-  else
-    stored_start, stored_count = 0, 0
+  local stored_start, stored_count = 0, 0
+  local raw = redis.call('GET', KEYS[k])
+  if raw then
+    local tag
+    if #raw == 17 then
+      tag, stored_start, stored_count = struct.unpack('>c1dd', raw)
+    end
+    if tag ~= 'f' then
+      invalid_state(k, 'not the state of this algorithm')
+    end
+    -- Integers from 0 to 2^53 (NaN fails every comparison; an infinity's `% 1` is NaN).
+    if not (stored_start >= 0 and stored_start <= MAX_EXACT and stored_start % 1 == 0
+        and stored_count >= 0 and stored_count <= MAX_EXACT and stored_count % 1 == 0) then
+      invalid_state(k, 'start_us or count is not an integer from 0 to 2^53')
+    end
   end
   -- A clock that went back is held at the newest window seen: no second allowance.
-  local now = math.max(now_us, stored_start)
-  local start = now - fmod(now, period_us)
+  local now = now_us
+  if stored_start > now then
+    now = stored_start
+  end
+  local start = now - now % period_us
+  local until_next_window = period_us - (now - start)
   -- What was counted from this window's start on is this window's (a window
   -- written with a shorter period may start later, and count past a lowered
   -- amount).
   local count = 0
   if stored_start >= start then
-    count = math.min(stored_count, amount)
-  end
-  local until_next_window = period_us - (now - start)
-  local function reset_after(units)
-    if units == 0 then
-      return 0
+    count = stored_count
+    if count > amount then
+      count = amount
     end
-    return until_next_window
+  end
+  -- reset_after: until the window's end if it holds anything, else zero.
+  local reset_after = 0
+  if count > 0 then
+    reset_after = until_next_window
   end
 
   if cost > amount - count then
-    return denied(amount, amount - count, until_next_window, reset_after(count))
+    -- until_next_window >= 1: never a retry after zero.
+    return struct.pack(REPLY, 0, amount, amount - count, until_next_window, reset_after, 0, now_us)
   end
-  local reply = allowed(amount, amount - count - cost, reset_after(count + cost), 0)
-  if cost > 0 then
-    return reply, struct.pack('>c1dd', 'f', start, count + cost), ttl_ms(until_next_window + (now - now_us))
+  if cost == 0 then
+    return struct.pack(REPLY, 1, amount, amount - count, 0, reset_after, 0, now_us)
   end
-  return reply
+  local reply = struct.pack(REPLY, 1, amount, amount - count - cost, 0, until_next_window, 0, now_us)
+  local state = struct.pack('>c1dd', 'f', start, count + cost)
+  -- The TTL: to the window's end, in whole ms rounded up.
+  local ttl_us = until_next_window + (now - now_us)
+  local ttl = (ttl_us - ttl_us % 1000) / 1000 + ttl_extra_ms
+  if ttl_us % 1000 > 0 then
+    ttl = ttl + 1
+  end
+  if write then
+    redis.call('SET', KEYS[k], state, 'PX', ttl)
+    return reply
+  end
+  return reply, state, ttl
 end
 
 local commit = write_state

@@ -10,40 +10,50 @@
 -- Reserves a departure: admitted if the backlog ahead drains within
 --          max_wait_us, even past the capacity
 
-local function decide(k, i)
+local function decide(k, i, write)
   local capacity, amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   -- (capacity + 1) * period_us <= 2^53 by validation; the backlog never exceeds 2^53.
   local slots = capacity + 1
   local full = slots * period_us
   local added = cost * period_us
-  -- A check may queue up to full; a reservation departs within max_wait_us.
+  local before, now = read_meter(k, 'l', 'L', amount, period_us, full)
+  -- Meter.charge: a check may queue up to full; a reservation departs within
+  -- max_wait_us. before + added may pass 2^53, so it is compared without
+  -- being formed.
   local most = full
   if max_wait_us then
     most = reservable(added, amount)
   end
-  local before, after, now = charge_meter(k, 'l', amount, period_us, added, full, most)
-  -- Reservations may have queued past the capacity: no slot left, never a negative number.
-  local function slots_left(backlog)
-    return floor_div(math.max(full - backlog, 0), period_us)
+  -- Departs once the backlog ahead of it has drained (and so may retry).
+  local r = before % amount
+  local drained_after = (before - r) / amount
+  if r > 0 then
+    drained_after = drained_after + 1
   end
-  if not after then
-    local retry_after = ceil_div(before, amount)
+  if added > 0 and before > most - added then
+    local retry_after = drained_after
     if not max_wait_us then
-      -- full >= added: before - (full - added) is exact where before + added might not be.
-      retry_after = ceil_div(before - (full - added), amount)
+      -- ceil((before - (full - added)) / amount): full >= added, so this is
+      -- exact where before + added might not be, and at least 1.
+      local over = before - (full - added)
+      retry_after = (over - over % amount) / amount
+      if over % amount > 0 then
+        retry_after = retry_after + 1
+      end
     end
-    return denied(slots, slots_left(before), retry_after, ceil_div(before, amount))
+    -- Reservations may have queued past the capacity: no slot left, never a negative number.
+    local left = 0
+    if before < full then
+      left = (full - before - (full - before) % period_us) / period_us
+    end
+    return struct.pack(REPLY, 0, slots, left, retry_after, drained_after, 0, now)
   end
-  -- Departs once the backlog ahead of it has drained (a peek holds nobody).
+  local after = before + added
   local wait = 0
   if cost > 0 then
-    wait = ceil_div(before, amount)
+    wait = drained_after
   end
-  local reply = allowed(slots, slots_left(after), ceil_div(after, amount), wait)
-  if cost > 0 then
-    return reply, meter_state('l', after, full, now, amount, period_us)
-  end
-  return reply
+  return admitted(k, 'l', 'L', slots, full, after, wait, now, amount, period_us, write)
 end
 
 local commit = write_state
@@ -52,5 +62,5 @@ local commit = write_state
 local function give_back(k, i, at_us, wait_us)
   local capacity, amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local added = cost * period_us
-  return give_back_meter(k, 'l', amount, period_us, added, added, (capacity + 1) * period_us, at_us, wait_us)
+  return give_back_meter(k, 'l', 'L', amount, period_us, added, added, (capacity + 1) * period_us, at_us, wait_us)
 end

@@ -9,72 +9,121 @@
 --          the epoch); and the period_us it was written with, so that another
 --          configuration carries its usage over.
 
-local MAX_EXACT = 9007199254740992
-
 -- The debt of KEYS[k] drained to now, at `amount` units per µs, and now:
 -- now_us clamped to the last write, so that a clock that went back refunds
--- nothing. A state written with another period carries over as whole units,
--- a unit partly drained counting as used, and never more than `full`; one
--- reserved ahead carries over whole (Meter::carried_over). `elapsed * amount`
--- may pass 2^53, so it is formed only when it is below the debt.
-local function read_meter(k, tag, amount, period_us, full)
-  local found, debt, updated_us, written_period_us = read_state(k, tag .. string.upper(tag), '>c1ddd', 25)
-  if not found then
+-- nothing. `tag` and `reserved_tag` are the algorithm's tags in lower and
+-- upper case. A state written with another period carries over as whole
+-- units, a unit partly drained counting as used, and never more than `full`;
+-- one reserved ahead carries over whole (Meter::carried_over).
+-- `elapsed * amount` may pass 2^53, so it is formed only when it is below
+-- the debt.
+local function read_meter(k, tag, reserved_tag, amount, period_us, full)
+  local raw = redis.call('GET', KEYS[k])
+  if not raw then
     return 0, now_us
   end
-  debt = stored_int(k, debt, 0, 'debt')
-  updated_us = stored_int(k, updated_us, 0, 'updated_us')
-  written_period_us = stored_int(k, written_period_us, 1, 'period_us')
-  local reserved = found ~= tag
+  local found, debt, updated_us, written_period_us
+  if #raw == 25 then
+    found, debt, updated_us, written_period_us = struct.unpack('>c1ddd', raw)
+  end
+  local reserved = found == reserved_tag
+  if found ~= tag and not reserved then
+    invalid_state(k, 'not the state of this algorithm')
+  end
+  -- Integers from 0 (the period from 1) to 2^53 (NaN fails every
+  -- comparison; an infinity's `% 1` is NaN).
+  if not (debt >= 0 and debt <= MAX_EXACT and debt % 1 == 0
+      and updated_us >= 0 and updated_us <= MAX_EXACT and updated_us % 1 == 0
+      and written_period_us >= 1 and written_period_us <= MAX_EXACT and written_period_us % 1 == 0) then
+    invalid_state(k, 'debt, updated_us or period_us is not an integer from 0 (1) to 2^53')
+  end
   if written_period_us ~= period_us then
     local most = full
     if reserved then
       most = MAX_EXACT
     end
-    -- most / period_us is a whole number of units, exactly.
-    debt = math.min(ceil_div(debt, written_period_us), floor_div(most, period_us)) * period_us
+    -- ceil(debt / written_period_us), at most most / period_us: a whole
+    -- number of units, exactly.
+    local units = (debt - debt % written_period_us) / written_period_us
+    if debt % written_period_us > 0 then
+      units = units + 1
+    end
+    local most_units = (most - most % period_us) / period_us
+    if units > most_units then
+      units = most_units
+    end
+    debt = units * period_us
   elseif debt > full and not reserved then
     debt = full
   end
-  local now = math.max(now_us, updated_us)
-  decided_at_us = now
+  local now = now_us
+  if updated_us > now then
+    now = updated_us
+  end
   local elapsed = now - updated_us
-  if elapsed >= ceil_div(debt, amount) then
+  -- Drained once elapsed >= ceil(debt / amount).
+  local r = debt % amount
+  local drained_after = (debt - r) / amount
+  if r > 0 then
+    drained_after = drained_after + 1
+  end
+  if elapsed >= drained_after then
     return 0, now
   end
   return debt - elapsed * amount, now
 end
 
--- Meter.charge: drains KEYS[k]'s meter to now and adds `added` units of debt
--- if the debt stays within `most` (a peek, added == 0, always does). Returns
--- the debt before and after, and now; when it does not fit, after is nil.
--- before + added may pass 2^53, so it is compared without being formed.
-local function charge_meter(k, tag, amount, period_us, added, full, most)
-  local before, now = read_meter(k, tag, amount, period_us, full)
-  if added > 0 and before > most - added then
-    return before, nil, now
-  end
-  return before, before + added, now
-end
-
 -- reservable in src/algorithm/meter.rs: the debt a request may take the meter
--- to, `mark` being the debt at which its slot is due: `mark` for a check;
--- for a reservation, `max_wait_us` more of draining, but never past 2^53.
+-- to, `mark` being the debt at which its slot is due: for a reservation,
+-- `max_wait_us` more of draining than `mark`, but never past 2^53.
 local function reservable(mark, amount)
-  if not max_wait_us then
-    return mark
-  end
-  return mark + math.min(max_wait_us, floor_div(MAX_EXACT - mark, amount)) * amount
+  local room = MAX_EXACT - mark
+  return mark + math.min(max_wait_us, (room - room % amount) / amount) * amount
 end
 
--- The state string of a meter holding `debt` as of `now`, its tag in upper
--- case if the debt is past `full`, and its TTL: until the debt has drained,
--- when the key reads as new.
-local function meter_state(tag, debt, full, now, amount, period_us)
+-- The state string of a meter holding `debt` as of `now`, tagged
+-- `reserved_tag` if the debt is past `full`, else `tag`, and its TTL: until
+-- the debt has drained, when the key reads as new.
+local function meter_state(tag, reserved_tag, debt, full, now, amount, period_us)
   if debt > full then
-    tag = string.upper(tag)
+    tag = reserved_tag
   end
-  return struct.pack('>c1ddd', tag, debt, now, period_us), ttl_ms(ceil_div(debt, amount) + (now - now_us))
+  -- In whole ms rounded up, as the prelude says.
+  local ttl_us = (now - now_us) + (debt - debt % amount) / amount
+  if debt % amount > 0 then
+    ttl_us = ttl_us + 1
+  end
+  local ttl = (ttl_us - ttl_us % 1000) / 1000 + ttl_extra_ms
+  if ttl_us % 1000 > 0 then
+    ttl = ttl + 1
+  end
+  return struct.pack('>c1ddd', tag, debt, now, period_us), ttl
+end
+
+-- The end of an admission that leaves the meter at `after` as of `now`:
+-- the reply (`limit`, the units left, until the meter is empty, `wait`),
+-- and, for a non-zero cost, the state written (by itself if `write`, else
+-- returned with its TTL for commit).
+local function admitted(k, tag, reserved_tag, limit, full, after, wait, now, amount, period_us, write)
+  -- Past full (reserved ahead): no unit left, never a negative number.
+  local left = 0
+  if after < full then
+    left = (full - after - (full - after) % period_us) / period_us
+  end
+  local reset_after = (after - after % amount) / amount
+  if after % amount > 0 then
+    reset_after = reset_after + 1
+  end
+  local reply = struct.pack(REPLY, 1, limit, left, 0, reset_after, wait, now)
+  if cost == 0 then
+    return reply
+  end
+  local state, ttl = meter_state(tag, reserved_tag, after, full, now, amount, period_us)
+  if write then
+    redis.call('SET', KEYS[k], state, 'PX', ttl)
+    return reply
+  end
+  return reply, state, ttl
 end
 
 -- Meter.give_back, for a reservation that wrote its meter at `at_us` with its
@@ -88,11 +137,11 @@ end
 -- the newest slot on by at least a µs if period_us >= amount; for faster
 -- rates that would not be certain, and nothing is given back. Returns 1 if
 -- it gave back, else 0.
-local function give_back_meter(k, tag, amount, period_us, added, mark, full, at_us, wait_us)
+local function give_back_meter(k, tag, reserved_tag, amount, period_us, added, mark, full, at_us, wait_us)
   if period_us < amount then
     return 0
   end
-  local found, debt, updated_us, written_period_us = read_state(k, tag .. string.upper(tag), '>c1ddd', 25)
+  local found, debt, updated_us, written_period_us = read_state(k, tag .. reserved_tag, '>c1ddd', 25)
   if not found then
     return 0
   end
@@ -111,7 +160,7 @@ local function give_back_meter(k, tag, amount, period_us, added, mark, full, at_
   if ttl_us <= 0 then
     redis.call('DEL', KEYS[k])
   else
-    local state = meter_state(tag, left, full, updated_us, amount, period_us)
+    local state = meter_state(tag, reserved_tag, left, full, updated_us, amount, period_us)
     write_state(k, state, ttl_ms(ttl_us))
   end
   return 1

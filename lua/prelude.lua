@@ -1,6 +1,7 @@
 -- tollgate prelude: the start of every script. The script Redis runs for one
 -- decision is this prelude, the algorithm's files (src/redis/scripts.rs lists
--- them), then lua/single.lua, which calls the algorithm's decide and commit.
+-- them), then lua/single.lua, which calls the algorithm's decide, telling it
+-- to write what it admits.
 --
 -- ARGV[1]  cost: units asked for (an integer; 0 peeks)
 -- ARGV[2]  now_us: µs since the Unix epoch from the client's clock, or '' to
@@ -11,63 +12,52 @@
 --          append their own arguments after it)
 --
 -- REPLY: allowed limit remaining retry_after_us reset_after_us wait_us decided_at_us
---          (integers: allowed is 1 or 0, durations in µs, decided_at_us the
---          time the script decided at, µs since the epoch, so that a
---          reservation's slot is decided_at_us + wait_us; src/redis/reply.rs
---          reads it, and its tests hold this line to the Rust side)
+--          (one string of seven unsigned 64-bit big-endian integers,
+--          struct.pack(REPLY, ...): allowed is 1 or 0, durations in µs,
+--          retry_after_us at least 1 in a denial (a client would spin on
+--          zero), decided_at_us the time the script decided at, µs since the
+--          epoch: now_us, but the buckets' (lua/meter.lua) is held at the
+--          newest time in their state, so that a reservation's slot is
+--          exactly decided_at_us + wait_us;
+--          src/redis/reply.rs reads it, and its tests hold this line and
+--          every struct.pack(REPLY, ...) of the scripts to the Rust side). A
+--          string, not a table: Redis turns a table into an array reply of a
+--          length it learns only at the end, the costliest part of a call
+--          after its commands (docs/redis.md, "What a decision costs Redis").
 --
 -- Numbers. Every quantity is an integer below 2^53, which Lua 5.1's doubles
 -- hold exactly. The scripts never form a sum or product that could pass 2^53
 -- (they compare `a > limit - b`, not `a + b > limit`, and take durations as
--- differences of times), and divide with math.fmod (exact) so that quotients
--- are exact too.
+-- differences of times). They divide with `%`, which is exact here: Lua's
+-- a % b is a - floor(a / b) * b, and for integers 0 <= a <= 2^53 and
+-- 1 <= b <= 2^53 the rounded a / b never crosses an integer (a quotient
+-- short of an integer m by r / b, r >= 1, is at least 1 / b below it, more
+-- than half an ulp of a / b, since (a / b) * 2^-53 < 1 / b when a < 2^53,
+-- and at a = 2^53 the tie needs b a power of two, which leaves no r); so
+-- floor(a / b) is the true quotient, and (a - a % b) / b too.
 --
 -- State. A key may hold anything: another version's state, a value written
 -- by hand. Each algorithm checks what it reads and raises invalid_state (an
 -- error reply `TOLLGATE key <n>: <why>`) rather than decide on it.
 
-local fmod = math.fmod
+-- Every call runs this whole chunk, and every function it makes (with each
+-- local it captures) or calls costs Redis about as much as a few lines of
+-- arithmetic: so the prelude makes two small functions, and the algorithms
+-- spell out their hot paths rather than call helpers (docs/redis.md, "What
+-- a decision costs Redis").
 
--- floor(a / b), exactly, for a >= 0 and b > 0.
-local function floor_div(a, b)
-  return (a - fmod(a, b)) / b
-end
-
--- ceil(a / b), exactly, for a >= 0 and b > 0.
-local function ceil_div(a, b)
-  local r = fmod(a, b)
-  local q = (a - r) / b
-  if r > 0 then
-    q = q + 1
-  end
-  return q
-end
+local MAX_EXACT = 9007199254740992
+local REPLY = '>I8I8I8I8I8I8I8'
 
 -- Aborts the script: KEYS[k] holds a value this script cannot read.
 local function invalid_state(k, why)
   error({err = 'TOLLGATE key ' .. k .. ': ' .. why})
 end
 
--- `n` from KEYS[k]'s state, if it is an integer in lo..2^53.
-local function stored_int(k, n, lo, what)
-  if type(n) ~= 'number' or n ~= n or n < lo or n > 9007199254740992 or n ~= math.floor(n) then
-    invalid_state(k, what .. ' is not an integer from ' .. lo .. ' to 2^53')
-  end
-  return n
-end
-
--- The state string of KEYS[k], unpacked with `format` (struct.pack's) if its
--- length is `size` and its first byte one of `tags` (a string of tag bytes),
--- or nil for a missing key.
-local function read_state(k, tags, format, size)
-  local raw = redis.call('GET', KEYS[k])
-  if not raw then
-    return nil
-  end
-  if #raw ~= size or not string.find(tags, string.sub(raw, 1, 1), 1, true) then
-    invalid_state(k, 'not the state of this algorithm')
-  end
-  return struct.unpack(format, raw)
+-- Writes a state string with its TTL (ms): the commit of every algorithm
+-- whose state is one string.
+local function write_state(k, value, ttl)
+  redis.call('SET', KEYS[k], value, 'PX', ttl)
 end
 
 local cost = tonumber(ARGV[1])
@@ -75,44 +65,17 @@ local cost = tonumber(ARGV[1])
 -- request may wait for its slot, µs: an algorithm that reserves admits it if
 -- its slot is at most that far away.
 local max_wait_us = nil
-local client_time = ARGV[2] ~= ''
+-- A TTL is a time from now_us in whole ms, rounded up: when the state reads
+-- as new again. A client clock need not run at the server's pace (a test's
+-- manual clock does not), so in client-time mode a key is kept one second
+-- longer (ttl_extra_ms): an extra second of a state that reads as new
+-- changes no decision.
+local ttl_extra_ms = 0
 local now_us
-if client_time then
+if ARGV[2] ~= '' then
   now_us = tonumber(ARGV[2])
+  ttl_extra_ms = 1000
 else
   local time = redis.call('TIME')
-  now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
-end
-
--- The time the reply says the script decided at: now_us, unless an
--- algorithm held it at the newest time in its state (a clock behind the last
--- writer's); lua/meter.lua does, so that a reservation's slot is exact.
-local decided_at_us = now_us
-
--- A TTL of `ttl_us` µs from now_us in whole ms, rounded up: when the state
--- reads as new again. A client clock need not run at the server's pace (a
--- test's manual clock does not), so in client-time mode a key is kept one
--- second longer: an extra second of a state that reads as new changes no
--- decision.
-local function ttl_ms(ttl_us)
-  local ms = ceil_div(ttl_us, 1000)
-  if client_time then
-    ms = ms + 1000
-  end
-  return ms
-end
-
--- Writes a state string with its TTL: the commit of every algorithm whose
--- state is one string.
-local function write_state(k, value, ttl)
-  redis.call('SET', KEYS[k], value, 'PX', ttl)
-end
-
-local function allowed(limit, remaining, reset_after_us, wait_us)
-  return {1, limit, remaining, 0, reset_after_us, wait_us, decided_at_us}
-end
-
--- A denial never says retry after zero: a client would spin.
-local function denied(limit, remaining, retry_after_us, reset_after_us)
-  return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0, decided_at_us}
+  now_us = time[1] * 1000000 + time[2]
 end

@@ -47,15 +47,42 @@ local function member(before, cost_of)
   return string.format('%.0f:%.0f', before, cost_of)
 end
 
-local function decide(k, i)
+-- Writes the entry `added` at `at` (in place of `replaced`, if any), removes
+-- up to REMOVED_PER_WRITE entries that have left the window (those at or
+-- before `expired_until`), and sets the TTL.
+local function commit(k, at, added, replaced, expired_until, ttl)
+  local key = KEYS[k]
+  if replaced then
+    redis.call('ZREM', key, replaced)
+  end
+  redis.call('ZADD', key, string.format('%.0f', at), added)
+  if expired_until then
+    local expired = redis.call('ZCOUNT', key, '-inf', expired_until)
+    if expired > 0 then
+      redis.call('ZREMRANGEBYRANK', key, 0, math.min(expired, REMOVED_PER_WRITE) - 1)
+    end
+  end
+  redis.call('PEXPIRE', key, ttl)
+end
+
+local function decide(k, i, write)
   local amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   local key = KEYS[k]
   local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  -- What the request writes (commit's arguments), if it is admitted with a non-zero cost.
+  local at, added, replaced, expired_until, ttl
+  local reply
   if #newest == 0 then
     if cost == 0 then
-      return allowed(amount, amount, 0, 0)
+      return struct.pack(REPLY, 1, amount, amount, 0, 0, 0, now_us)
     end
-    return allowed(amount, amount - cost, period_us, 0), now_us, member(0, cost), false, false, ttl_ms(period_us)
+    reply = struct.pack(REPLY, 1, amount, amount - cost, 0, period_us, 0, now_us)
+    at, added, replaced, expired_until, ttl = now_us, member(0, cost), false, false, ttl_ms(period_us)
+    if write then
+      commit(k, at, added, replaced, expired_until, ttl)
+      return reply
+    end
+    return reply, at, added, replaced, expired_until, ttl
   end
   local newest_at, newest_before, newest_cost = entry(k, newest, 1)
   local total = (newest_before + newest_cost) % TOTAL_MODULUS
@@ -63,7 +90,7 @@ local function decide(k, i)
   local now = math.max(now_us, newest_at)
   local until_empty = math.max(period_us - (now - newest_at), 0)
   -- An entry admitted at `at` is live while at + period_us > now.
-  local expired_until = string.format('%.0f', now - period_us)
+  expired_until = string.format('%.0f', now - period_us)
   local live_cost, before_live, first_cost = 0, total, 0
   local first = redis.call('ZRANGEBYSCORE', key, '(' .. expired_until, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   if #first > 0 then
@@ -97,35 +124,28 @@ local function decide(k, i)
       end
       freeing_at = entry(k, redis.call('ZRANGE', key, lo, lo, 'WITHSCORES'), 1)
     end
-    return denied(amount, amount - count, period_us - (now - freeing_at), until_empty)
+    local retry_after = period_us - (now - freeing_at)
+    if retry_after < 1 then
+      retry_after = 1
+    end
+    return struct.pack(REPLY, 0, amount, amount - count, retry_after, until_empty, 0, now_us)
   end
   if cost == 0 then
-    return allowed(amount, amount - count, until_empty, 0)
+    return struct.pack(REPLY, 1, amount, amount - count, 0, until_empty, 0, now_us)
   end
-  local reply = allowed(amount, amount - count - cost, period_us, 0)
-  local ttl = ttl_ms(period_us + (now - now_us))
+  reply = struct.pack(REPLY, 1, amount, amount - count - cost, 0, period_us, 0, now_us)
+  at, replaced, ttl = now, false, ttl_ms(period_us + (now - now_us))
   if now == newest_at then
     -- Requests of the same microsecond share one entry, so that no two
     -- entries share a score (and the set's order is the order of admission).
-    return reply, now, member(newest_before, newest_cost + cost), newest[1], expired_until, ttl
+    added, replaced = member(newest_before, newest_cost + cost), newest[1]
+  else
+    added = member(total, cost)
   end
-  return reply, now, member(total, cost), false, expired_until, ttl
+  if write then
+    commit(k, at, added, replaced, expired_until, ttl)
+    return reply
+  end
+  return reply, at, added, replaced, expired_until, ttl
 end
 
--- Writes the entry `added` at `at` (in place of `replaced`, if any), removes
--- up to REMOVED_PER_WRITE entries that have left the window (those at or
--- before `expired_until`), and sets the TTL.
-local function commit(k, at, added, replaced, expired_until, ttl)
-  local key = KEYS[k]
-  if replaced then
-    redis.call('ZREM', key, replaced)
-  end
-  redis.call('ZADD', key, string.format('%.0f', at), added)
-  if expired_until then
-    local expired = redis.call('ZCOUNT', key, '-inf', expired_until)
-    if expired > 0 then
-      redis.call('ZREMRANGEBYRANK', key, 0, math.min(expired, REMOVED_PER_WRITE) - 1)
-    end
-  end
-  redis.call('PEXPIRE', key, ttl)
-end

@@ -9,7 +9,8 @@
 --   amount units in a sliding window of period_us µs, the previous aligned
 --   window's count weighted by the part of it the sliding window covers
 -- Writes   an admitted non-zero cost, with a TTL to when the weighted count
---          is zero: the end of the window after the one it was admitted in
+--          is zero: the end of the window after the one it was admitted in;
+--          itself if `write`, else it returns the state and TTL for commit
 --
 -- Numbers. amount * period_us <= 2^53 and period_us <= 2^52 by validation;
 -- counts are cut to the amount, so every product below is at most
@@ -24,23 +25,38 @@ local function until_it_fits_in_the_next_window(amount, period_us, overlap, curr
   if current == 0 then
     return overlap
   end
-  local largest_overlap = math.min(floor_div((amount - cost) * period_us, current), period_us)
+  local largest_overlap = floor_div((amount - cost) * period_us, current)
+  if largest_overlap > period_us then
+    largest_overlap = period_us
+  end
   return overlap + (period_us - largest_overlap)
 end
 
-local function decide(k, i)
+local function decide(k, i, write)
   local amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  local found, stored_start, stored_current, stored_previous = read_state(k, 'w', '>c1ddd', 25)
-  if found then
-    stored_start = stored_int(k, stored_start, 0, 'start_us')
-    stored_current = stored_int(k, stored_current, 0, 'current')
-    stored_previous = stored_int(k, stored_previous, 0, 'previous')
-  else
-    stored_start, stored_current, stored_previous = 0, 0, 0
+  local stored_start, stored_current, stored_previous = 0, 0, 0
+  local raw = redis.call('GET', KEYS[k])
+  if raw then
+    local tag
+    if #raw == 25 then
+      tag, stored_start, stored_current, stored_previous = struct.unpack('>c1ddd', raw)
+    end
+    if tag ~= 'w' then
+      invalid_state(k, 'not the state of this algorithm')
+    end
+    -- Integers from 0 to 2^53 (NaN fails every comparison; an infinity's `% 1` is NaN).
+    if not (stored_start >= 0 and stored_start <= MAX_EXACT and stored_start % 1 == 0
+        and stored_current >= 0 and stored_current <= MAX_EXACT and stored_current % 1 == 0
+        and stored_previous >= 0 and stored_previous <= MAX_EXACT and stored_previous % 1 == 0) then
+      invalid_state(k, 'start_us, current or previous is not an integer from 0 to 2^53')
+    end
   end
   -- A clock that went back is held at the newest window seen.
-  local now = math.max(now_us, stored_start)
-  local elapsed = fmod(now, period_us)
+  local now = now_us
+  if stored_start > now then
+    now = stored_start
+  end
+  local elapsed = now % period_us
   local start = now - elapsed
   -- A count belongs to this configuration's window in which it began to be
   -- counted (a window written with a shorter period may begin after this
@@ -51,27 +67,35 @@ local function decide(k, i)
   elseif stored_start >= start - period_us then
     previous = stored_current
   end
-  previous, current = math.min(previous, amount), math.min(current, amount)
+  if previous > amount then
+    previous = amount
+  end
+  if current > amount then
+    current = amount
+  end
   -- The previous window's part still inside the sliding window, in µs: the
   -- weighted count, times period_us, is previous * overlap + current * period_us.
   local overlap = period_us - elapsed
-  local function remaining(units)
-    local room = (amount - units) * period_us - previous * overlap
-    if room <= 0 then
-      return 0
-    end
-    return floor_div(room, period_us)
+  -- The units left after `units` of this window, and until the weighted
+  -- count is zero, for the denial's `units` (current) or the admission's
+  -- (current + cost), as `remaining` and `reset_after` in the Rust step.
+  local units = current
+  local fits = cost <= amount - current and previous * overlap <= (amount - current - cost) * period_us
+  if fits then
+    units = current + cost
   end
-  local function reset_after(units)
-    if units > 0 then
-      return overlap + period_us
-    elseif previous > 0 then
-      return overlap
-    end
-    return 0
+  local left = 0
+  local room = (amount - units) * period_us - previous * overlap
+  if room > 0 then
+    left = (room - room % period_us) / period_us
+  end
+  local reset_after = 0
+  if units > 0 then
+    reset_after = overlap + period_us
+  elseif previous > 0 then
+    reset_after = overlap
   end
 
-  local fits = cost <= amount - current and previous * overlap <= (amount - current - cost) * period_us
   if cost > 0 and not fits then
     -- It would fit but for the previous window (so previous > 0), whose
     -- weight falls a µs at a time: it fits once the overlap is down to the
@@ -86,14 +110,27 @@ local function decide(k, i)
     if not retry_after then
       retry_after = until_it_fits_in_the_next_window(amount, period_us, overlap, current)
     end
-    return denied(amount, remaining(current), retry_after, reset_after(current))
+    if retry_after < 1 then
+      retry_after = 1
+    end
+    return struct.pack(REPLY, 0, amount, left, retry_after, reset_after, 0, now_us)
   end
-  local reply = allowed(amount, remaining(current + cost), reset_after(current + cost), 0)
-  if cost > 0 then
-    local state = struct.pack('>c1ddd', 'w', start, current + cost, previous)
-    return reply, state, ttl_ms(overlap + period_us + (now - now_us))
+  local reply = struct.pack(REPLY, 1, amount, left, 0, reset_after, 0, now_us)
+  if cost == 0 then
+    return reply
   end
-  return reply
+  local state = struct.pack('>c1ddd', 'w', start, current + cost, previous)
+  -- The TTL, in whole ms rounded up, as the prelude says.
+  local ttl_us = overlap + period_us + (now - now_us)
+  local ttl = (ttl_us - ttl_us % 1000) / 1000 + ttl_extra_ms
+  if ttl_us % 1000 > 0 then
+    ttl = ttl + 1
+  end
+  if write then
+    redis.call('SET', KEYS[k], state, 'PX', ttl)
+    return reply
+  end
+  return reply, state, ttl
 end
 
 local commit = write_state

@@ -8,34 +8,53 @@
 -- Reserves on credit: the debt may pass full by max_wait_us of refill, and the
 --          slot is when the bucket would have held the tokens (wait_us)
 
-local function decide(k, i)
+local function decide(k, i, write)
   local capacity, amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   -- capacity * period_us <= 2^53 by validation; the debt never exceeds 2^53.
   local full = capacity * period_us
   local added = cost * period_us
-  local before, after, now = charge_meter(k, 't', amount, period_us, added, full, reservable(full, amount))
-  -- Reserved ahead, the debt is past full: no token left, never a negative number.
-  local function tokens_left(debt)
-    return floor_div(math.max(full - debt, 0), period_us)
+  local before, now = read_meter(k, 't', 'T', amount, period_us, full)
+  -- Meter.charge: the debt may reach full, or for a reservation reservable.
+  -- before + added may pass 2^53, so it is compared without being formed.
+  local most = full
+  if max_wait_us then
+    most = reservable(full, amount)
   end
-  if not after then
-    -- full >= added: before - (full - added) is exact where before + added might not be.
-    return denied(capacity, tokens_left(before), ceil_div(before - (full - added), amount), ceil_div(before, amount))
+  if added > 0 and before > most - added then
+    -- Reserved ahead, the debt is past full: no token left, never a negative
+    -- number. full >= added: before - (full - added) is exact where
+    -- before + added might not be, and at least 1.
+    local left = 0
+    if before < full then
+      left = (full - before - (full - before) % period_us) / period_us
+    end
+    -- ceil((before - (full - added)) / amount) and ceil(before / amount).
+    local over = before - (full - added)
+    local retry_after = (over - over % amount) / amount
+    if over % amount > 0 then
+      retry_after = retry_after + 1
+    end
+    local reset_after = (before - before % amount) / amount
+    if before % amount > 0 then
+      reset_after = reset_after + 1
+    end
+    return struct.pack(REPLY, 0, capacity, left, retry_after, reset_after, 0, now)
   end
+  local after = before + added
   -- The slot: when the bucket would have held the tokens (a peek waits for nothing).
   local wait = 0
   if cost > 0 and after > full then
-    wait = ceil_div(after - full, amount)
+    local over = after - full
+    wait = (over - over % amount) / amount
+    if over % amount > 0 then
+      wait = wait + 1
+    end
     -- The slot is rounded up to a whole µs: the tokens are taken then, not a
     -- fraction of a µs before (Step::reserve). wait * amount <= 2^53 - full
     -- by reservable, so this stays within 2^53.
     after = math.max(before, wait * amount) + added
   end
-  local reply = allowed(capacity, tokens_left(after), ceil_div(after, amount), wait)
-  if cost > 0 then
-    return reply, meter_state('t', after, full, now, amount, period_us)
-  end
-  return reply
+  return admitted(k, 't', 'T', capacity, full, after, wait, now, amount, period_us, write)
 end
 
 local commit = write_state
@@ -44,5 +63,5 @@ local commit = write_state
 local function give_back(k, i, at_us, wait_us)
   local capacity, amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local full = capacity * period_us
-  return give_back_meter(k, 't', amount, period_us, cost * period_us, full, full, at_us, wait_us)
+  return give_back_meter(k, 't', 'T', amount, period_us, cost * period_us, full, full, at_us, wait_us)
 end

@@ -57,7 +57,8 @@ impl<A: Algorithm> Subject for Tollgate<A> {
 }
 
 /// The same script call, straight through redis-rs: Redis keys made in
-/// advance, the reply left as integers.
+/// advance, the reply left as bytes (seven big-endian u64s; allowed is the
+/// eighth byte).
 struct RawEvalsha {
     script: redis::Script,
     connection: ConnectionManager,
@@ -68,7 +69,7 @@ struct RawEvalsha {
 
 impl Subject for RawEvalsha {
     async fn check(&self, task: usize, n: usize) -> Option<bool> {
-        let reply: Result<Vec<u64>, _> = self
+        let reply: Result<Vec<u8>, _> = self
             .script
             .key(&self.redis_keys[task][n])
             .arg(1)
@@ -76,7 +77,7 @@ impl Subject for RawEvalsha {
             .arg(&self.config)
             .invoke_async(&mut self.connection.clone())
             .await;
-        reply.ok().map(|reply| reply[0] == 1)
+        reply.ok().map(|reply| reply[7] == 1)
     }
 }
 

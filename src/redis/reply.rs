@@ -1,8 +1,10 @@
-//! The reply of every script, read once: `{allowed, limit, remaining,
-//! retry_after_us, reset_after_us, wait_us, decided_at_us}`, integers,
+//! The reply of every script, read once: `allowed, limit, remaining,
+//! retry_after_us, reset_after_us, wait_us, decided_at_us`, integers,
 //! durations in µs, `decided_at_us` the time the script decided at (µs since
-//! the epoch). A composite's script replies those seven for each of its
-//! limits, in the order of its keys.
+//! the epoch), as one string of seven unsigned 64-bit big-endian integers
+//! (a string costs Redis less to answer than an array). A composite's
+//! script replies those seven for each of its limits, in the order of its
+//! keys.
 
 use crate::{Decision, Error, Result};
 
@@ -37,6 +39,14 @@ pub(crate) fn from_reply(reply: &[u64]) -> Result<Reply> {
     Ok(Reply { decision, decided_at_us: reply[6] })
 }
 
+/// The integers of a script's reply string: 8 bytes each, big-endian.
+pub(crate) fn integers(reply: &[u8]) -> Result<Vec<u64>> {
+    if !reply.len().is_multiple_of(8) {
+        return Err(Error::UnexpectedReply(format!("a script answered {} bytes: {reply:?}", reply.len())));
+    }
+    Ok(reply.chunks_exact(8).map(|bytes| u64::from_be_bytes(bytes.try_into().expect("8 bytes"))).collect())
+}
+
 /// Each limit's decision in the reply of a script on `limits` keys: the
 /// fields of [`from_reply`] for each, in the order of the keys.
 pub(crate) fn decisions_from_reply(reply: &[u64], limits: usize) -> Result<Vec<Decision>> {
@@ -63,14 +73,52 @@ mod tests {
             .take_while(|word| !word.starts_with('('))
             .collect();
         assert_eq!(documented, FIELDS);
-        // The prelude builds replies in that order, in exactly two places.
-        assert!(prelude.contains("return {1, limit, remaining, 0, reset_after_us, wait_us, decided_at_us}"));
-        assert!(
-            prelude.contains(
-                "return {0, limit, remaining, math.max(retry_after_us, 1), reset_after_us, 0, decided_at_us}"
-            )
-        );
+        // As many 64-bit big-endian integers.
+        assert!(prelude.contains(&format!("local REPLY = '>{}'\n", "I8".repeat(FIELD_COUNT))));
         assert_eq!(FIELDS.len(), FIELD_COUNT);
+    }
+
+    /// Every reply the scripts build, `struct.pack(REPLY, ...)`: the seven
+    /// fields, an admission with no retry-after, a denial with no wait.
+    #[test]
+    fn every_script_builds_its_replies_field_by_field_as_the_prelude_says() {
+        let scripts = [
+            include_str!("../../lua/fixed_window.lua"),
+            include_str!("../../lua/sliding_log.lua"),
+            include_str!("../../lua/token_bucket.lua"),
+            include_str!("../../lua/leaky_bucket.lua"),
+            include_str!("../../lua/sliding_window.lua"),
+        ];
+        let mut replies = 0;
+        for script in scripts {
+            for (at, _) in script.match_indices("struct.pack(REPLY, ") {
+                // The arguments, to the closing parenthesis, split at the commas outside parentheses.
+                let mut depth = 0;
+                let mut fields = vec![String::new()];
+                for c in script[at + "struct.pack(REPLY, ".len()..].chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' if depth == 0 => break,
+                        ')' => depth -= 1,
+                        ',' if depth == 0 => {
+                            fields.push(String::new());
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    fields.last_mut().unwrap().push(c);
+                }
+                let fields: Vec<String> = fields.iter().map(|field| field.split_whitespace().collect()).collect();
+                assert_eq!(fields.len(), FIELD_COUNT, "{fields:?}");
+                match fields[0].as_str() {
+                    "1" => assert_eq!(fields[3], "0", "an admission's retry_after: {fields:?}"),
+                    "0" => assert_eq!(fields[5], "0", "a denial's wait: {fields:?}"),
+                    _ => panic!("allowed is 1 or 0: {fields:?}"),
+                }
+                replies += 1;
+            }
+        }
+        assert!(replies >= 2 * scripts.len(), "{replies}");
     }
 
     #[test]
@@ -78,8 +126,12 @@ mod tests {
         let composite = include_str!("../../lua/composite.lua");
         let documented = composite.lines().find_map(|line| line.strip_prefix("-- COMPOSITE REPLY:")).unwrap();
         assert!(documented.contains("the prelude's REPLY for each limit, in the order of KEYS"), "{documented}");
-        // Each limit's reply table, field by field, limit by limit.
-        assert!(composite.contains("for k = 1, limits do\n  for _, field in ipairs(decided[k].result[1]) do"));
+        // Each limit's reply string, limit by limit.
+        assert!(
+            composite.contains(
+                "for k = 1, limits do\n  replies[k] = decided[k].result[1]\nend\nreturn table.concat(replies)"
+            )
+        );
         let denied = [0, 10, 0, 7, 100, 0, 5];
         let allowed = [1, 5, 4, 0, 9, 0, 5];
         let reply: Vec<u64> = denied.iter().chain(&allowed).copied().collect();
@@ -87,6 +139,19 @@ mod tests {
         assert_eq!(decisions, [Decision::denied(10, 0, 7, 100), Decision::allowed(5, 4, 9, 0)]);
         assert!(decisions_from_reply(&reply, 1).is_err());
         assert!(decisions_from_reply(&reply[..13], 2).is_err());
+    }
+
+    #[test]
+    fn a_reply_string_is_read_as_big_endian_64_bit_integers() {
+        let mut bytes = Vec::new();
+        for n in [1_u64, 10, 9, 0, 100, 5, (1 << 53) - 1] {
+            bytes.extend_from_slice(&n.to_be_bytes());
+        }
+        assert_eq!(integers(&bytes).unwrap(), [1, 10, 9, 0, 100, 5, (1 << 53) - 1]);
+        assert_eq!(integers(&[]).unwrap(), []);
+        for length in [1, 7, 9, 55] {
+            assert!(matches!(integers(&bytes[..length]), Err(Error::UnexpectedReply(_))), "{length}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind};
 
-use super::reply::{Reply, decisions_from_reply, from_reply};
+use super::reply::{Reply, decisions_from_reply, from_reply, integers};
 use crate::algorithm::{Configuration, Limit, Parts};
 use crate::error::redis_error;
 use crate::{Decision, Error, Result};
@@ -17,16 +17,16 @@ use crate::{Decision, Error, Result};
 #[derive(Debug)]
 pub(crate) struct Lua {
     script: redis::Script,
-    source: &'static str,
+    source: String,
 }
 
 impl Lua {
-    fn new(source: &'static str) -> Self {
-        Self { script: redis::Script::new(source), source }
+    fn new(source: String) -> Self {
+        Self { script: redis::Script::new(&source), source }
     }
 
-    pub(crate) fn source(&self) -> &'static str {
-        self.source
+    pub(crate) fn source(&self) -> &str {
+        &self.source
     }
 }
 
@@ -50,15 +50,125 @@ const RESERVE_ARGS: [&str; 1] = ["max_wait_us"];
 #[cfg(test)]
 const GIVE_BACK_ARGS: [&str; 2] = ["at_us", "wait_us"];
 
-/// The source of a script made of `lua/prelude.lua`, then `$file`s, then
-/// the `$main` files.
-macro_rules! script_source {
-    ([$($file:literal),*], [$($main:literal),*]) => {
-        concat!(
-            include_str!("../../lua/prelude.lua"),
-            $(include_str!(concat!("../../lua/", $file)),)*
-            $(include_str!(concat!("../../lua/", $main)),)*
-        )
+const PRELUDE: &str = include_str!("../../lua/prelude.lua");
+const SINGLE: &str = include_str!("../../lua/single.lua");
+const RESERVE: &str = include_str!("../../lua/reserve.lua");
+const GIVE_BACK: &str = include_str!("../../lua/give_back.lua");
+
+/// The first line of every algorithm's `decide`, and the line that ends it
+/// (the first `end` at the start of a line after it: the files indent what
+/// is inside a function).
+const DECIDE: &str = "local function decide(k, i, write)\n";
+const END: &str = "\nend\n";
+
+/// `file` with its `decide` cut out, and the body of that `decide`
+/// (`None` if the file has none).
+fn cut_decide(file: &str) -> (String, Option<&str>) {
+    let Some(start) = file.find(DECIDE) else { return (file.to_owned(), None) };
+    let body_start = start + DECIDE.len();
+    let body_end = body_start + file[body_start..].find(END).expect("decide ends with an `end` line") + 1;
+    let rest = &file[body_end + END.len() - 1..];
+    (format!("{}{}", &file[..start], rest), Some(&file[body_start..body_end]))
+}
+
+/// The script of one algorithm on one key: the prelude, the algorithm's
+/// `files` with their `decide` cut out, the `mains`, then, if `decides`, the
+/// body of `decide` in a `do ... end` block at the top of the chunk, where
+/// lua/single.lua has set its arguments; and of all that, only the
+/// functions the script uses ([`without_unused_functions`]). Redis runs the
+/// whole chunk on every call, and a function made (with every local it
+/// captures) and called costs it as much as several lines of arithmetic
+/// (docs/redis.md, "What a decision costs Redis"). The composite script
+/// calls each `decide` as a function.
+fn single_source(files: &[&str], mains: &[&str], decides: bool) -> String {
+    let mut source = String::from(PRELUDE);
+    let mut decide = None;
+    for file in files {
+        let (rest, body) = cut_decide(file);
+        source.push_str(&rest);
+        decide = decide.or(body);
+    }
+    for main in mains {
+        source.push_str(main);
+    }
+    if decides {
+        source.push_str("do\n");
+        source.push_str(decide.expect("an algorithm's files define decide"));
+        source.push_str("end\n");
+    }
+    without_unused_functions(source)
+}
+
+/// `source` without the top-level functions it never names outside their
+/// own definition (`local function f(...)` to the next `end` at the start of
+/// a line, or an alias `local f = g`), until every one left is used:
+/// comments do not count as a use. A check never gives back, so its script
+/// makes no give-back functions; a give-back never decides.
+fn without_unused_functions(mut source: String) -> String {
+    'removing: loop {
+        // Comments blanked, so that offsets stay those of `source`.
+        let code: String = source
+            .split_inclusive('\n')
+            .map(|line| match line.find("--") {
+                Some(at) => {
+                    format!("{}{}", &line[..at], " ".repeat(line[at..].trim_end_matches('\n').len()))
+                        + if line.ends_with('\n') { "\n" } else { "" }
+                }
+                None => line.to_owned(),
+            })
+            .collect();
+        for (name, range) in definitions(&code) {
+            if uses(&code, name) == 1 {
+                source.replace_range(range, "");
+                continue 'removing;
+            }
+        }
+        return source;
+    }
+}
+
+/// The top-level definitions of functions in `code`: each one's name, and
+/// the bytes of its definition, lines and all.
+fn definitions(code: &str) -> Vec<(&str, std::ops::Range<usize>)> {
+    let mut found = Vec::new();
+    let mut at = 0;
+    for line in code.split_inclusive('\n') {
+        let start = at;
+        at += line.len();
+        if let Some(rest) = line.strip_prefix("local function ") {
+            let name = &rest[..rest.find('(').unwrap_or(0)];
+            if let Some(end) = code[start..].find(END) {
+                found.push((name, start..start + end + END.len()));
+            }
+        } else if let Some((name, alias)) =
+            line.strip_prefix("local ").and_then(|rest| rest.trim_end().split_once(" = "))
+            && is_identifier(name)
+            && is_identifier(alias)
+        {
+            found.push((name, start..at));
+        }
+    }
+    found
+}
+
+fn is_identifier(word: &str) -> bool {
+    !word.is_empty()
+        && !word.starts_with(|c: char| c.is_ascii_digit())
+        && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// How many times `code` names `name` (as a whole identifier).
+fn uses(code: &str, name: &str) -> usize {
+    let identifier = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    code.match_indices(name)
+        .filter(|&(at, _)| !code[..at].ends_with(identifier) && !code[at + name.len()..].starts_with(identifier))
+        .count()
+}
+
+/// An algorithm's Lua files, from the registry's list.
+macro_rules! files {
+    ($($file:literal),*) => {
+        [$(include_str!(concat!("../../lua/", $file))),*]
     };
 }
 
@@ -67,8 +177,8 @@ macro_rules! script_source {
 macro_rules! reserving {
     (reserves, $($file:literal),*) => {{
         static RESERVING: LazyLock<Reserving> = LazyLock::new(|| Reserving {
-            reserve: Lua::new(script_source!([$($file),*], ["reserve.lua", "single.lua"])),
-            give_back: Lua::new(script_source!([$($file),*], ["give_back.lua"])),
+            reserve: Lua::new(single_source(&files!($($file),*), &[RESERVE, SINGLE], true)),
+            give_back: Lua::new(single_source(&files!($($file),*), &[GIVE_BACK], false)),
         });
         Some(&*RESERVING)
     }};
@@ -101,7 +211,7 @@ macro_rules! scripts {
             match limit {
                 $(Limit::$algorithm(_) => {
                     static LUA: LazyLock<Lua> =
-                        LazyLock::new(|| Lua::new(script_source!([$($file),*], ["single.lua"])));
+                        LazyLock::new(|| Lua::new(single_source(&files!($($file),*), &[SINGLE], true)));
                     &LUA
                 })*
             }
@@ -110,7 +220,7 @@ macro_rules! scripts {
         /// The script that decides for several limits at once, all or nothing.
         pub(crate) fn composite_script() -> &'static Lua {
             static LUA: LazyLock<Lua> = LazyLock::new(|| {
-                Lua::new(concat!(
+                Lua::new(String::from(concat!(
                     include_str!("../../lua/prelude.lua"),
                     "local modules = {}\n",
                     $(
@@ -119,7 +229,7 @@ macro_rules! scripts {
                         "modules[#modules + 1] = {decide = decide, commit = commit}\nend\n",
                     )*
                     include_str!("../../lua/composite.lua")
-                ))
+                )))
             });
             &LUA
         }
@@ -149,6 +259,14 @@ macro_rules! scripts {
             }
         }
 
+        /// `limit`'s Lua files, as the registry lists them.
+        #[cfg(test)]
+        fn files(limit: &Limit) -> &'static [&'static str] {
+            match limit {
+                $(Limit::$algorithm(_) => &files!($($file),*),)*
+            }
+        }
+
         /// The names of the fields [`config`] sends.
         #[cfg(test)]
         fn config_fields(limit: &Limit) -> &'static [&'static str] {
@@ -175,10 +293,10 @@ macro_rules! scripts {
 
 scripts! {
     FixedWindow: "fw", ["fixed_window.lua"], [amount, period_us];
-    SlidingLog: "sl", ["sliding_log.lua"], [amount, period_us];
-    TokenBucket: "tb", ["meter.lua", "token_bucket.lua"], [capacity, amount, period_us], reserves;
-    LeakyBucket: "lb", ["meter.lua", "leaky_bucket.lua"], [capacity, amount, period_us], reserves;
-    SlidingWindow: "sw", ["sliding_window.lua"], [amount, period_us];
+    SlidingLog: "sl", ["exact.lua", "sliding_log.lua"], [amount, period_us];
+    TokenBucket: "tb", ["exact.lua", "meter.lua", "token_bucket.lua"], [capacity, amount, period_us], reserves;
+    LeakyBucket: "lb", ["exact.lua", "meter.lua", "leaky_bucket.lua"], [capacity, amount, period_us], reserves;
+    SlidingWindow: "sw", ["exact.lua", "sliding_window.lua"], [amount, period_us];
 }
 
 /// Where a limit keeps a user key's state: its name in a composite (none
@@ -274,8 +392,8 @@ pub(crate) async fn invoke<C: ConnectionLike>(
     now_us: Option<u64>,
     config: &[u64],
 ) -> Result<Vec<Decision>> {
-    let reply: Vec<u64> = run(connection, lua, keys, cost, now_us, [config, &[]]).await?;
-    decisions_from_reply(&reply, keys.len())
+    let reply: Vec<u8> = run(connection, lua, keys, cost, now_us, [config, &[]]).await?;
+    decisions_from_reply(&integers(&reply)?, keys.len())
 }
 
 /// Runs a deciding script of one key (a check or a reservation): see [`run`].
@@ -288,7 +406,7 @@ pub(crate) async fn decide<C: ConnectionLike>(
     args: [&[u64]; 2],
 ) -> Result<Reply> {
     let keys = [redis_key.to_owned()];
-    from_reply(&run::<_, Vec<u64>>(connection, lua, &keys, cost, now_us, args).await?)
+    from_reply(&integers(&run::<_, Vec<u8>>(connection, lua, &keys, cost, now_us, args).await?)?)
 }
 
 /// Runs `lua` on `keys` with `ARGV = [cost, now_us or "", args...]` (the
@@ -317,7 +435,7 @@ pub(crate) async fn run<C: ConnectionLike, T: redis::FromRedisValue>(
     let reply: Result<T, RedisError> = match invocation.invoke_async(connection).await {
         Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
             let mut eval = Cmd::new();
-            eval.arg("EVAL").arg(lua.source).arg(keys.len()).arg(keys).arg(cost).arg(&now).arg(config).arg(appended);
+            eval.arg("EVAL").arg(&lua.source).arg(keys.len()).arg(keys).arg(cost).arg(&now).arg(config).arg(appended);
             eval.query_async(connection).await
         }
         reply => reply,
@@ -364,24 +482,17 @@ mod tests {
 
     #[test]
     fn the_composite_script_files_every_module_in_registry_order_and_points_each_limit_at_its_configuration() {
-        let source = composite_script().source;
+        let source = composite_script().source();
         assert!(source.starts_with("-- tollgate prelude"));
         assert!(source.ends_with(include_str!("../../lua/composite.lua")));
         let limits = one_of_each();
         assert_eq!(source.matches("modules[#modules + 1] = {decide = decide, commit = commit}").count(), limits.len());
         for (n, limit) in limits.iter().enumerate() {
             assert_eq!(module(limit), n as u64 + 1);
-            // Each module's files, in order, within its block.
+            // Each module's files, whole and in order, within its block.
             let block = source.split("\ndo\n").nth(n + 1).unwrap();
-            assert!(
-                block.contains(
-                    script(limit)
-                        .source
-                        .trim_start_matches(include_str!("../../lua/prelude.lua"))
-                        .trim_end_matches(include_str!("../../lua/single.lua"))
-                ),
-                "{limit:?}"
-            );
+            assert!(block.contains(&files(limit).concat()), "{limit:?}");
+            assert!(block.contains(DECIDE), "{limit:?}");
         }
         let named: Vec<_> = limits
             .iter()
@@ -404,8 +515,7 @@ mod tests {
     fn every_algorithm_has_its_own_tag_and_script_and_every_script_starts_with_the_prelude() {
         let limits = one_of_each();
         for (n, limit) in limits.iter().enumerate() {
-            assert!(script(limit).source.starts_with("-- tollgate prelude"));
-            assert!(script(limit).source.ends_with(include_str!("../../lua/single.lua")));
+            assert!(script(limit).source().starts_with("-- tollgate prelude"));
             for other in &limits[n + 1..] {
                 assert_ne!(tag(limit), tag(other));
                 assert_ne!(script(limit).script.get_hash(), script(other).script.get_hash());
@@ -413,12 +523,46 @@ mod tests {
         }
     }
 
+    /// A script of one algorithm is the prelude, its files without their
+    /// `decide`, lua/single.lua, then that `decide`'s body in a block: the
+    /// same lines, but run once at the top of the chunk; and it makes no
+    /// function it does not use.
+    #[test]
+    fn a_single_script_runs_the_body_of_its_algorithms_decide_in_place_and_makes_only_the_functions_it_uses() {
+        assert!(SINGLE.contains("local k, i, write = 1, 3, true\n"));
+        for limit in one_of_each() {
+            let source = script(&limit).source();
+            let whole = files(&limit).concat();
+            let start = whole.find(DECIDE).unwrap();
+            assert_eq!(whole.matches(DECIDE).count(), 1, "{limit:?}: one decide");
+            let end = start + whole[start..].find(END).unwrap() + END.len();
+            let body = &whole[start + DECIDE.len()..end - END.len() + 1];
+            assert!(source.starts_with("-- tollgate prelude"), "{limit:?}");
+            assert!(source.ends_with(&format!("{SINGLE}do\n{body}end\n")), "{limit:?}");
+            // The body ends as decide does, with a return: a block's last statement.
+            assert!(body.trim_end().lines().last().unwrap().trim_start().starts_with("return "), "{limit:?}");
+            assert!(!source.contains(DECIDE) && !source.contains("local function give_back"), "{limit:?}");
+            for (name, _) in definitions(source) {
+                assert!(uses(source, name) > 1, "{limit:?}: {name} is not used");
+            }
+        }
+    }
+
+    #[test]
+    fn unused_functions_go_and_used_ones_stay() {
+        let source = "local function a(x)\n  return b(x)\nend\nlocal function b(x)\n  return x\nend\n\
+                      local function c()\n  return a(1) -- b(2)\nend\nlocal d = c\nlocal function e()\nend\nreturn e()\n";
+        // d is never used, then c (only d named it), then a, then b (a comment does not count); e is called.
+        assert_eq!(without_unused_functions(source.to_owned()), "local function e()\nend\nreturn e()\n");
+        assert_eq!(uses("ab a_b a b.a (a)", "a"), 3);
+    }
+
     /// Each script's header says what it reads from `ARGV[3]` on, in a line
     /// `-- ARGV[3..]: name name ...`: the registry must send exactly that.
     #[test]
     fn every_script_reads_the_configuration_its_algorithm_sends() {
         for limit in one_of_each() {
-            let source = script(&limit).source;
+            let source = script(&limit).source();
             let declared: Vec<&str> = source
                 .lines()
                 .filter_map(|line| line.strip_prefix("-- ARGV[3..]:"))
@@ -451,14 +595,14 @@ mod tests {
         for limit in one_of_each() {
             assert_eq!(reserving(&limit).is_some(), reach_us(&limit) > 0, "{limit:?}");
             if let Some(reserving) = reserving(&limit) {
-                let check = script(&limit).source;
-                let files = &check[..check.len() - include_str!("../../lua/single.lua").len()];
-                assert_eq!(
-                    reserving.reserve.source,
-                    format!("{files}{}{}", include_str!("../../lua/reserve.lua"), include_str!("../../lua/single.lua"))
-                );
-                assert_eq!(reserving.give_back.source, format!("{files}{}", include_str!("../../lua/give_back.lua")));
-                assert!(files.contains("local function give_back(k, i, at_us, wait_us)"), "{limit:?}");
+                // The check's script with lua/reserve.lua before lua/single.lua.
+                let check = script(&limit).source();
+                let (files, decide) = check.split_at(check.find(SINGLE).unwrap());
+                assert_eq!(reserving.reserve.source(), format!("{files}{RESERVE}{decide}"));
+                let give_back = reserving.give_back.source();
+                assert!(give_back.starts_with("-- tollgate prelude") && give_back.ends_with(GIVE_BACK), "{limit:?}");
+                assert!(give_back.contains("local function give_back(k, i, at_us, wait_us)"), "{limit:?}");
+                assert!(!give_back.contains(DECIDE), "{limit:?}");
             }
         }
     }
