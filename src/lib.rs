@@ -85,6 +85,7 @@ mod limiter;
 mod memory;
 #[cfg(feature = "tower")]
 pub mod middleware;
+mod observe;
 mod rate;
 // The backend's folder and module are `redis`, like the crate it drives:
 // inside this crate, `::redis` is that crate and `self::redis` this module.

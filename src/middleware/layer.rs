@@ -8,6 +8,7 @@ use tower_layer::Layer;
 use super::headers::{ConstantFields, Policy, ceil_secs, check_policy_name};
 use super::log::Log;
 use super::{HeaderSet, KeyExtractor, MissingKey, RateLimit};
+use crate::observe::Requests;
 use crate::{RateLimiter, Result};
 
 /// Wraps services in [`RateLimit`]: one limiter, one key extractor, shared by
@@ -51,6 +52,7 @@ pub(crate) struct Config {
     pub(crate) constant: ConstantFields,
     pub(crate) check_timeout: Option<Duration>,
     pub(crate) log: Log,
+    pub(crate) requests: Requests,
 }
 
 impl RateLimitLayer {
@@ -71,6 +73,7 @@ impl RateLimitLayer {
                 constant: ConstantFields::default(),
                 check_timeout: None,
                 log: Log::new(),
+                requests: Requests::default(),
             }),
         }
     }

@@ -18,6 +18,7 @@ use super::headers::{Fields, limiter_failed, missing_key, retry_after_secs, too_
 use super::key::Key;
 use super::layer::Config;
 use super::log::Log;
+use crate::observe::Answered;
 use crate::{Decision, Error, Result};
 
 /// A service that admits requests through a rate limiter; made by
@@ -115,6 +116,7 @@ impl Config {
             }
             Err(error) => {
                 self.log.limiter_failed(name, &error);
+                self.requests.answered(name, Answered::Error);
                 let mut response = limiter_failed();
                 response.extensions_mut().insert(Arc::new(error));
                 return Verdict::Respond(response);
@@ -122,6 +124,7 @@ impl Config {
         };
         let policies = [self.policy.state(&decision)];
         if decision.is_allowed() {
+            self.requests.answered(name, Answered::Allowed);
             return Verdict::Pass {
                 wait: decision.wait(),
                 fields: Fields::new(self.headers, &policies, &self.constant),
@@ -129,6 +132,7 @@ impl Config {
         }
         let retry_after = retry_after_secs(&decision);
         Log::denied(name, retry_after);
+        self.requests.answered(name, Answered::Denied);
         let mut response = too_many_requests(&policies, retry_after);
         Fields::new(self.headers, &policies, &self.constant).write(response.headers_mut());
         Verdict::Respond(response)
@@ -157,6 +161,7 @@ where
         let request = Request::from_parts(parts, body);
         let Some(key) = key else {
             self.config.log.missing_key(&self.config.policy.name, &self.config.key);
+            self.config.requests.answered(&self.config.policy.name, Answered::NoKey);
             return ResponseFuture::respond(missing_key());
         };
         // Polled once here: an answer that is there already (in memory it
