@@ -70,6 +70,21 @@
 //!   [`RedisBuilder::connect_cluster`] (implies `redis`).
 //! - `tower`: [`middleware::RateLimitLayer`], HTTP middleware for tower and axum
 //!   that answers 429 with `Retry-After` and the IETF `RateLimit` headers.
+//! - `metrics`: counters of checks by limiter name and outcome, a latency
+//!   histogram and a gauge of the keys held in memory, through the
+//!   [`metrics`](https://docs.rs/metrics) facade, to whichever recorder the
+//!   application installs.
+//!
+//! ## Logs and metrics
+//!
+//! Each decision is a `trace` event (target `tollgate::check`, with the
+//! limiter's name, the key and the outcome); Redis failures that the
+//! failure policy answered, the circuit breaker's transitions and the
+//! middleware's misconfigured extractors are `warn`s, at most one a minute
+//! per cause. A limiter is named with [`InMemory::named`] or
+//! `RedisBuilder::name`, after its algorithm by default. See
+//! docs/observability.md for every event and metric, and
+//! `examples/observability.rs`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]

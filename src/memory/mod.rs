@@ -274,6 +274,9 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     /// then one other shard in turn, so any use of the store reclaims idle
     /// keys everywhere. Call it to reclaim memory at once, for instance after
     /// a traffic spike.
+    ///
+    /// With feature `metrics`, it also sets the gauge of keys held,
+    /// `tollgate_memory_keys` (which the store's own sweeps set too).
     pub fn cleanup(&self) -> usize {
         let now_us = micros(self.clock.now());
         let forgotten =
