@@ -1,4 +1,4 @@
-//! The four algorithms side by side on the same burst, in memory, no server.
+//! Four of the algorithms side by side on the same two bursts, in memory, no server.
 //!
 //! `cargo run --example quickstart`
 

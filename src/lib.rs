@@ -1,7 +1,9 @@
 //! # tollgate
 //!
 //! Rate limiting that stays exact under concurrency: five algorithms, each on
-//! an in-memory backend (one process) and a Redis backend (many processes).
+//! an in-memory backend (one process) and a Redis backend (many processes),
+//! behind one async [`RateLimiter`] trait, with HTTP middleware for tower and
+//! axum on top.
 //!
 //! ```
 //! use tollgate::{InMemory, Rate, RateLimiter, TokenBucket};
@@ -16,6 +18,12 @@
 //! # }).unwrap();
 //! ```
 //!
+//! [`check`](RateLimiter::check) asks for one unit. A request that costs
+//! more (a batch of 20 rows, a large upload) asks with
+//! [`check_n(key, cost)`](RateLimiter::check_n): it is admitted whole or not
+//! at all, and a cost of 0 peeks without taking anything.
+//! [`InMemory::check_sync`] is the synchronous path.
+//!
 //! ## Choosing an algorithm
 //!
 //! | algorithm | admits | bursts | state per key |
@@ -25,6 +33,29 @@
 //! | [`SlidingWindow`] | about `amount` in any interval of `period`: the previous window's count, weighted by its overlap, plus the current one's | at worst just under 2 × `amount` in one `period`, if a window's requests bunch at its end | 24 bytes |
 //! | [`TokenBucket`] | `capacity` at once, then `rate` on average | up to `capacity` | 16 bytes |
 //! | [`LeakyBucket`] | `rate`, queued up to `capacity` | none: it says how long to hold each request | 16 bytes |
+//!
+//! A [`LeakyBucket`] shapes rather than refuses: a request it can queue is
+//! admitted with a [`Decision::wait`], how long to hold it before passing it
+//! on, so that requests leave evenly spaced; only a full queue is denied.
+//! A check of any other algorithm waits zero (a composite holding a leaky
+//! bucket waits as long as it says). The tower middleware does the holding.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tollgate::{InMemory, LeakyBucket, ManualClock, Rate};
+//!
+//! // nginx's `limit_req rate=10r/s burst=5`: a burst of 10 admits 6, to be
+//! // held 0, 100, ..., 500 ms. (A clock that stands still, for exact waits.)
+//! let clock = ManualClock::starting_at(Duration::from_secs(1_700_000_000));
+//! let limiter = InMemory::with_clock(LeakyBucket::new(5, Rate::per_second(10))?, clock);
+//! let waits: Vec<Duration> = (0..10)
+//!     .map(|_| limiter.check_sync("user:42"))
+//!     .filter(|decision| decision.is_allowed())
+//!     .map(|decision| decision.wait())
+//!     .collect();
+//! assert_eq!(waits, (0..6).map(|i| Duration::from_millis(100 * i)).collect::<Vec<_>>());
+//! # Ok::<(), tollgate::Error>(())
+//! ```
 //!
 //! ## Several limits at once, and plans
 //!
@@ -61,6 +92,16 @@
 //! waiters are served in the order they asked, across processes. See
 //! docs/acquire.md.
 //!
+//! ## HTTP middleware
+//!
+//! With feature `tower`, [`middleware::RateLimitLayer`] puts any limiter in
+//! front of a tower service or an axum `Router` (add it with axum's
+//! `route_layer`, so that unknown paths stay 404s): a denied request is
+//! answered `429` with `Retry-After`, the IETF `RateLimit` headers and a JSON
+//! problem body; a request without a key `400`; a failing limiter `503`. A
+//! leaky bucket's admitted requests are held for their wait. See the
+//! [`middleware`] module and docs/middleware.md.
+//!
 //! ## Features
 //!
 //! - `acquire`: [`RateLimiter::acquire`], which waits until a request may
@@ -88,6 +129,38 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+
+// The README's and docs/'s Rust snippets, compiled (and run, unless they
+// need a server: `no_run`) by `cargo test --all-features --doc`, so that none
+// of them rots. Each is gated on the features its snippets use.
+#[cfg(doctest)]
+mod doc_snippets {
+    #[cfg(all(feature = "redis", feature = "tower"))]
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[cfg(feature = "redis")]
+    #[doc = include_str!("../docs/acquire.md")]
+    struct Acquire;
+    #[doc = include_str!("../docs/algorithms.md")]
+    struct Algorithms;
+    #[doc = include_str!("../docs/benchmarks.md")]
+    struct Benchmarks;
+    #[cfg(feature = "cluster")]
+    #[doc = include_str!("../docs/cluster.md")]
+    struct Cluster;
+    #[cfg(feature = "tower")]
+    #[doc = include_str!("../docs/middleware.md")]
+    struct Middleware;
+    #[cfg(feature = "redis")]
+    #[doc = include_str!("../docs/outages.md")]
+    struct Outages;
+    #[cfg(feature = "redis")]
+    #[doc = include_str!("../docs/quotas.md")]
+    struct Quotas;
+    #[cfg(feature = "redis")]
+    #[doc = include_str!("../docs/redis.md")]
+    struct Redis;
+}
 
 #[cfg(feature = "acquire")]
 mod acquire;

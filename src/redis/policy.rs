@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use crate::Decision;
 
-/// What [`Redis`](super::Redis) answers when Redis fails or does not answer
-/// within the timeout (a connection error, a timeout, an error from the
-/// script, or a reply it does not understand).
+/// What a [`Redis`](super::Redis) limiter answers when the Redis server
+/// fails or does not answer within the timeout (a connection error, a
+/// timeout, an error from the script, or a reply it does not understand).
 ///
 /// The choice is between availability and the limit: with `Allow`, an outage
 /// lifts every limit; with `Deny`, it stops all traffic; with

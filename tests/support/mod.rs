@@ -16,8 +16,9 @@ pub mod redis_server;
 #[cfg(feature = "acquire")]
 pub mod tokio_clock;
 
-/// `cases` per property, with failures kept in `tests/regressions/` (committed,
-/// so a case that once failed is tried first, forever).
+/// `cases` per property, with failures kept beside each test file, in
+/// `tests/<file>.regressions` (committed, so a case that once failed is
+/// tried first, forever).
 pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
     use proptest::test_runner::{Config, FileFailurePersistence};
     Config {
