@@ -151,6 +151,9 @@ mod doc_snippets {
     #[cfg(feature = "tower")]
     #[doc = include_str!("../docs/middleware.md")]
     struct Middleware;
+    #[cfg(feature = "metrics")]
+    #[doc = include_str!("../docs/observability.md")]
+    struct Observability;
     #[cfg(feature = "redis")]
     #[doc = include_str!("../docs/outages.md")]
     struct Outages;
