@@ -1,14 +1,16 @@
-//! The four algorithms on the same traffic, measured instead of described.
+//! Every algorithm on the same traffic, measured instead of described.
 //!
 //! ```text
 //! cargo run --release --example compare
 //! ```
 //!
-//! prints the tables (markdown) and writes `docs/compare.svg`. Every
-//! algorithm is configured as "10 a second": a fixed window and a sliding log
-//! of 10 per second, a token bucket of capacity 10 refilled at 10 a second,
-//! and a leaky bucket draining 10 a second with 9 waiting places (so that,
-//! like the others, it admits 10 at once). The traffic is replayed on a
+//! prints the tables (markdown) and writes `docs/compare.svg`. The
+//! algorithms are those of the tests' registry (tests/support/algorithms.rs),
+//! each configured through its `Spec` as "10 a second": a fixed window, a
+//! sliding log and a sliding window counter of 10 per second, a token bucket
+//! of capacity 10 refilled at 10 a second, and a leaky bucket draining 10 a
+//! second with 9 waiting places (so that, like the others, it admits 10 at
+//! once). The traffic is replayed on a
 //! `ManualClock`, so the outcome is deterministic; a leaky bucket's request
 //! passes when its wait is over (arrival + `Decision::wait`), the others' on
 //! arrival.
@@ -30,7 +32,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota};
-use tollgate::{Algorithm, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, SlidingLog, TokenBucket};
+use tollgate::{Algorithm, InMemory, ManualClock, Rate};
+
+// The list of algorithms and their specs, shared with the tests and benches.
+#[allow(dead_code, unused_imports, unused_macros, unreachable_pub)]
+#[path = "../tests/support/algorithms.rs"]
+mod algorithms;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../tests/support/models.rs"]
+mod models;
+
+use models::Spec;
 
 /// Live heap bytes, as requested (not as rounded up by the allocator).
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
@@ -145,7 +157,7 @@ impl Outcome {
 
 /// One store, measured: an algorithm, or governor.
 struct Contender {
-    name: &'static str,
+    name: String,
     /// What it did with each traffic shape; none for governor.
     outcomes: Vec<Outcome>,
     /// After one request, at each of `SIZES` keys.
@@ -156,10 +168,13 @@ struct Contender {
     ns_per_check: Vec<Vec<f64>>,
 }
 
-fn measure<A: Algorithm>(name: &'static str, algorithm: A, traffic: &[Traffic]) -> Contender {
+/// `A` at 10 a second (admitting 10 at once) on `traffic`, named as in
+/// prose: "sliding window".
+fn measure<A: Spec>(traffic: &[Traffic]) -> Contender {
+    let algorithm = A::with_limit(10, Duration::from_secs(1));
     let outcomes = traffic.iter().map(|traffic| replay(algorithm.clone(), &traffic.arrivals)).collect();
     Contender {
-        name,
+        name: algorithm.name().replace('_', " "),
         outcomes,
         bytes_per_key: SIZES.iter().map(|&keys| bytes_per_key(algorithm.clone(), keys, 1)).collect(),
         bytes_per_key_after_ten: bytes_per_key(algorithm, KEYS, 10),
@@ -169,7 +184,7 @@ fn measure<A: Algorithm>(name: &'static str, algorithm: A, traffic: &[Traffic]) 
 
 fn measure_governor() -> Contender {
     Contender {
-        name: "governor keyed (GCRA)",
+        name: "governor keyed (GCRA)".to_owned(),
         outcomes: Vec::new(),
         bytes_per_key: SIZES.iter().map(|&keys| governor_bytes_per_key(keys, 1)).collect(),
         bytes_per_key_after_ten: governor_bytes_per_key(KEYS, 10),
@@ -235,7 +250,7 @@ enum Load {
     /// `KEYS` keys in turn at 65 536 per 10 hours in bursts of 65 536: no key
     /// ever drains back to full, so none is forgotten.
     Held,
-    /// `KEYS` keys in turn at one a 100 µs in bursts of one: each key is full
+    /// `KEYS` keys in turn at one a 100 µs in bursts of two: each key is full
     /// again long before it comes round, so tollgate forgets it in between
     /// and creates it again (governor keeps it).
     Refilled,
@@ -259,7 +274,8 @@ impl Load {
         }
     }
 
-    /// Capacity, rate, and the sliding log's rate (the rate itself, except
+    /// What a bucket admits at once, the rate, and the rate of an algorithm
+    /// whose state grows with its amount, a log (the rate itself, except
     /// where it would grow a log per key without bound).
     fn allowance(self) -> (u32, Rate, Rate) {
         match self {
@@ -269,7 +285,8 @@ impl Load {
             Load::Held => {
                 (65_536, Rate::new(65_536, Duration::from_secs(36_000)), Rate::new(1_024, Duration::from_secs(1)))
             }
-            Load::Refilled => (1, Rate::new(1, Duration::from_micros(100)), Rate::new(1, Duration::from_micros(100))),
+            // Bursts of two: the least a leaky bucket admits at once.
+            Load::Refilled => (2, Rate::new(1, Duration::from_micros(100)), Rate::new(1, Duration::from_micros(100))),
         }
     }
 }
@@ -277,9 +294,11 @@ impl Load {
 /// Runs `checks` checks, each on the next key.
 type Timed = Box<dyn FnMut(u32)>;
 
-/// Checks `keys` in turn, on the real clock.
-fn timed<A: Algorithm>(algorithm: A, keys: &Rc<[String]>) -> Timed {
-    let limiter = InMemory::new(algorithm);
+/// Checks `keys` in turn, on the real clock, with an `A` given what a
+/// bucket admits at once and the rate (or the log's rate).
+fn timed<A: Spec>((capacity, rate, log_rate): (u32, Rate, Rate), keys: &Rc<[String]>) -> Timed {
+    let rate = if A::STATE_GROWS_WITH_AMOUNT { log_rate } else { rate };
+    let limiter = InMemory::new(A::try_new(u64::from(capacity), rate).unwrap());
     let (keys, mut next) = (Rc::clone(keys), 0);
     Box::new(move |checks| {
         for _ in 0..checks {
@@ -304,17 +323,20 @@ fn governor_timed(capacity: u32, rate: Rate, keys: &Rc<[String]>) -> Timed {
     })
 }
 
-/// The four algorithms and governor, in the order of the contenders, on `load`.
+/// Every algorithm and governor, in the order of the contenders, on `load`.
 fn subjects(load: Load) -> Vec<Timed> {
     let keys = load.keys();
-    let (capacity, rate, sliding_log_rate) = load.allowance();
-    vec![
-        timed(FixedWindow::new(rate).unwrap(), &keys),
-        timed(SlidingLog::new(sliding_log_rate).unwrap(), &keys),
-        timed(TokenBucket::new(u64::from(capacity), rate).unwrap(), &keys),
-        timed(LeakyBucket::new(u64::from(capacity), rate).unwrap(), &keys),
-        governor_timed(capacity, rate, &keys),
-    ]
+    let allowance = load.allowance();
+    let mut subjects = Vec::new();
+    macro_rules! push {
+        ($name:ident, $algorithm:ident, $subjects:ident, $allowance:ident, $keys:ident) => {
+            $subjects.push(timed::<tollgate::$algorithm>($allowance, &$keys));
+        };
+    }
+    algorithms::for_each_algorithm!(push, subjects, allowance, keys);
+    let (capacity, rate, _) = allowance;
+    subjects.push(governor_timed(capacity, rate, &keys));
+    subjects
 }
 
 /// Rounds measured (after one to warm up).
@@ -349,14 +371,14 @@ fn main() {
         eprintln!("warning: a debug build; ns per check mean nothing without --release");
     }
     let traffic = traffic();
-    let per_second = Rate::per_second(10);
-    let mut contenders = [
-        measure("fixed window", FixedWindow::new(per_second).unwrap(), &traffic),
-        measure("sliding log", SlidingLog::new(per_second).unwrap(), &traffic),
-        measure("token bucket", TokenBucket::new(10, per_second).unwrap(), &traffic),
-        measure("leaky bucket", LeakyBucket::new(9, per_second).unwrap(), &traffic),
-        measure_governor(),
-    ];
+    let mut contenders = Vec::new();
+    macro_rules! push {
+        ($name:ident, $algorithm:ident, $contenders:ident, $traffic:ident) => {
+            $contenders.push(measure::<tollgate::$algorithm>(&$traffic));
+        };
+    }
+    algorithms::for_each_algorithm!(push, contenders, traffic);
+    contenders.push(measure_governor());
     for load in LOADS {
         for (contender, rounds) in contenders.iter_mut().zip(ns_per_check(&mut subjects(load))) {
             contender.ns_per_check.push(rounds);
@@ -364,7 +386,7 @@ fn main() {
     }
     print!("{}", tables(&traffic, &contenders));
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/compare.svg");
-    std::fs::write(path, svg(&traffic, &contenders[..4])).expect("docs/ is writable");
+    std::fs::write(path, svg(&traffic, &contenders[..contenders.len() - 1])).expect("docs/ is writable");
     println!("\nwrote {path}");
 }
 
@@ -382,7 +404,7 @@ fn tables(traffic: &[Traffic], contenders: &[Contender]) -> String {
         let offered = Outcome { passed: traffic.arrivals.clone() };
         out.push_str(&offered.row(traffic.name, "*offered*"));
         for contender in algorithms {
-            out.push_str(&contender.outcomes[n].row("", contender.name));
+            out.push_str(&contender.outcomes[n].row("", &contender.name));
         }
     }
 
@@ -432,15 +454,16 @@ fn tables(traffic: &[Traffic], contenders: &[Contender]) -> String {
     let _ = writeln!(
         out,
         "\nReal clock, allowances that admit every check (the criterion benches memory/hot_key, \
-         memory/100k_keys_held and memory/100k_keys_refilled), the five stores interleaved: \
+         memory/100k_keys_held and memory/100k_keys_refilled), the {} stores interleaved: \
          {ROUNDS} rounds of 2*10^5 checks per store, in this process. ns: the median round (least–most); \
-         ÷ governor: the median of the {ROUNDS} ratios taken within a round (least–most)."
+         ÷ governor: the median of the {ROUNDS} ratios taken within a round (least–most).",
+        contenders.len()
     );
     out
 }
 
 fn store_name(contender: &Contender, governor: &Contender) -> String {
-    if std::ptr::eq(contender, governor) { contender.name.to_string() } else { format!("tollgate {}", contender.name) }
+    if std::ptr::eq(contender, governor) { contender.name.clone() } else { format!("tollgate {}", contender.name) }
 }
 
 const LANE: f64 = 60.0;
@@ -490,8 +513,9 @@ fn svg(traffic: &[Traffic], contenders: &[Contender]) -> String {
             );
         }
         let offered = Outcome { passed: traffic.arrivals.clone() };
-        let rows = std::iter::once(("offered", &offered, "#999", "sent"))
-            .chain(contenders.iter().map(|contender| (contender.name, &contender.outcomes[n], "#1f5fa8", "passed")));
+        let rows = std::iter::once(("offered", &offered, "#999", "sent")).chain(
+            contenders.iter().map(|contender| (contender.name.as_str(), &contender.outcomes[n], "#1f5fa8", "passed")),
+        );
         for (lane, (name, outcome, colour, verb)) in rows.enumerate() {
             let bottom = lanes_top + (lane as f64 + 1.0) * LANE - 3.0;
             let _ = writeln!(

@@ -42,8 +42,9 @@ use variants::VARIANTS;
 
 /// The pairs the reports compare: each layer against the floor of its own
 /// bytes, and against tower_governor.
-const COMPARISONS: [(&str, &str); 7] = [
+const COMPARISONS: [(&str, &str); 8] = [
     ("tollgate", "static"),
+    ("tollgate-composite", "tollgate"),
     ("tollgate-ietf", "static-ietf"),
     ("tollgate-x", "static-x"),
     ("tollgate-ietf", "governor-headers"),

@@ -1,11 +1,17 @@
-//! Four of the algorithms side by side on the same two bursts, in memory, no server.
+//! Every algorithm side by side on the same two bursts, in memory, no server.
 //!
 //! `cargo run --example quickstart`
+//!
+//! The limiters are built by hand, one line each, to show each constructor;
+//! the tests, benches and `compare` example take the list of algorithms from
+//! one registry (tests/support/algorithms.rs) instead.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tollgate::{FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog, TokenBucket};
+use tollgate::{
+    FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog, SlidingWindow, TokenBucket,
+};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), tollgate::Error> {
@@ -15,6 +21,7 @@ async fn main() -> Result<(), tollgate::Error> {
     let limiters: Vec<(&str, Arc<dyn RateLimiter>)> = vec![
         ("fixed window 5/s", Arc::new(InMemory::with_clock(FixedWindow::new(five_a_second)?, clock.clone()))),
         ("sliding log 5/s", Arc::new(InMemory::with_clock(SlidingLog::new(five_a_second)?, clock.clone()))),
+        ("sliding window 5/s", Arc::new(InMemory::with_clock(SlidingWindow::new(five_a_second)?, clock.clone()))),
         ("token bucket 5, 5/s", Arc::new(InMemory::with_clock(TokenBucket::new(5, five_a_second)?, clock.clone()))),
         ("leaky bucket 4, 5/s", Arc::new(InMemory::with_clock(LeakyBucket::new(4, five_a_second)?, clock.clone()))),
     ];

@@ -144,6 +144,65 @@ pub trait RateLimiter: fmt::Debug + Send + Sync {
         Ok(Breakdown::from(self.check_n(key, cost).await?))
     }
 
+    /// [`check_n`](Self::check_n) answered without waiting, by a plain
+    /// limiter that can: `Some` only from a limiter that decides at once
+    /// (in memory) and whose [`check_detailed`](Self::check_detailed) would
+    /// report the same decision as its one, unnamed limit, in no plan (one
+    /// algorithm, not a [`Composite`](crate::Composite) or
+    /// [`Plans`](crate::Plans)), having decided exactly as `check_n` would.
+    /// `None` from any other limiter, having done nothing. The default is
+    /// `None`.
+    ///
+    /// The cheapest check there is, for a hot path that can use a
+    /// [`Decision`] alone when the limiter is plain (the HTTP middleware,
+    /// which learns each limit's window once from `check_detailed`): no
+    /// future, and no [`Breakdown`] to allocate.
+    ///
+    /// ```
+    /// use tollgate::{Composite, InMemory, Rate, RateLimiter, TokenBucket};
+    ///
+    /// let plain = InMemory::new(TokenBucket::new(10, Rate::per_second(10))?);
+    /// assert_eq!(plain.check_now("alice", 1).expect("plain, in memory")?.remaining(), 9);
+    /// let composite = InMemory::new(Composite::new("per-second", TokenBucket::new(10, Rate::per_second(10))?)?);
+    /// assert!(composite.check_now("alice", 1).is_none());
+    /// # Ok::<(), tollgate::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Inside the `Some`, as [`check_n`](Self::check_n).
+    fn check_now(&self, key: &str, cost: u64) -> Option<Result<Decision>> {
+        let _ = (key, cost);
+        None
+    }
+
+    /// [`check_detailed`](Self::check_detailed) answered without waiting,
+    /// by a limiter that can (in memory): `Some` with the answer, having
+    /// decided exactly as `check_detailed` would; `None` from a limiter that
+    /// has to wait (Redis) or does not say, having done nothing, and then the
+    /// caller awaits `check_detailed`.
+    ///
+    /// For callers on a hot path that would otherwise box a future for an
+    /// answer that is there already: the HTTP middleware asks this first.
+    /// The default is `None`; a backend that decides in memory overrides it.
+    ///
+    /// ```
+    /// use tollgate::{InMemory, Rate, RateLimiter, TokenBucket};
+    ///
+    /// let limiter = InMemory::new(TokenBucket::new(10, Rate::per_second(10))?);
+    /// let breakdown = limiter.check_detailed_now("alice", 1, None).expect("in memory, at once")?;
+    /// assert_eq!(breakdown.decision().remaining(), 9);
+    /// # Ok::<(), tollgate::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Inside the `Some`, as [`check_detailed`](Self::check_detailed).
+    fn check_detailed_now(&self, key: &str, cost: u64, plan: Option<&str>) -> Option<Result<Breakdown>> {
+        let _ = (key, cost, plan);
+        None
+    }
+
     /// Reserves `cost` for `key` at the earliest slot at most `max_wait`
     /// away, without waiting for it: the primitive under `acquire` (feature
     /// `acquire`), for a caller that schedules work itself
@@ -284,6 +343,14 @@ impl<L: RateLimiter + ?Sized> RateLimiter for Arc<L> {
 
     async fn check_detailed(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
         (**self).check_detailed(key, cost, plan).await
+    }
+
+    fn check_now(&self, key: &str, cost: u64) -> Option<Result<Decision>> {
+        (**self).check_now(key, cost)
+    }
+
+    fn check_detailed_now(&self, key: &str, cost: u64, plan: Option<&str>) -> Option<Result<Breakdown>> {
+        (**self).check_detailed_now(key, cost, plan)
     }
 
     async fn reserve(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use tollgate::{Error, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog, TokenBucket};
+use tollgate::{
+    Error, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog, SlidingWindow, TokenBucket,
+};
 
 use crate::support::algorithms::for_each_algorithm;
 use crate::support::models::Spec;
@@ -86,6 +88,11 @@ fn numbers_too_large_for_exact_arithmetic_are_rejected_not_wrapped() {
     assert!(reason(FixedWindow::new(Rate::new(1, Duration::from_secs(u64::MAX)))).contains("period"));
     assert!(reason(SlidingLog::new(Rate::per_second(SlidingLog::MAX_AMOUNT + 1))).contains("at most"));
     assert!(SlidingLog::new(Rate::per_second(SlidingLog::MAX_AMOUNT)).is_ok());
+    assert!(reason(SlidingWindow::new(huge)).contains("2^53"));
+    let one_second_us = 1_000_000;
+    let too_many = Rate::new((1 << 53) / one_second_us + 1, Duration::from_secs(1));
+    assert!(reason(SlidingWindow::new(too_many)).contains("amount × period must be at most 2^53"));
+    assert!(reason(SlidingWindow::new(Rate::new(1, Duration::from_micros((1 << 52) + 1)))).contains("2^52"));
 }
 
 #[test]

@@ -13,7 +13,8 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tollgate::middleware::{HeaderSet, KeyExtractor, MissingKey, RateLimit, RateLimitLayer};
 use tollgate::{
-    Decision, Error, FixedWindow, InMemory, LeakyBucket, ManualClock, Rate, RateLimiter, SlidingLog, TokenBucket,
+    Composite, Decision, Error, FixedWindow, InMemory, LeakyBucket, ManualClock, Plans, Rate, RateLimiter, SlidingLog,
+    TokenBucket,
 };
 use tower::{Layer, Service, ServiceExt};
 use tracing::Level;
@@ -209,11 +210,34 @@ async fn by_default_both_sets_are_written_and_each_set_writes_exactly_its_own() 
 }
 
 #[tokio::test]
-async fn without_a_window_or_a_name_the_policy_is_default_with_no_w_parameter() {
+async fn without_a_window_or_a_name_the_policy_is_default_and_advertises_the_limits_own_window() {
     let mut service = RateLimitLayer::new(three_per_ten_seconds(), KeyExtractor::global("all")).layer(Inner::default());
     let (_, headers, _) = send(&mut service, request()).await;
-    assert_eq!(all(&headers, "ratelimit-policy"), [r#""default";q=3"#]);
+    assert_eq!(all(&headers, "ratelimit-policy"), [r#""default";q=3;w=10"#]);
     assert_eq!(all(&headers, "ratelimit"), [r#""default";r=2;t=9"#]);
+}
+
+#[tokio::test]
+async fn a_limiter_that_does_not_report_its_window_advertises_none() {
+    let mut service = RateLimitLayer::new(Arc::new(AlwaysTwoLeft), KeyExtractor::global("all")).layer(Inner::default());
+    let (_, headers, _) = send(&mut service, request()).await;
+    assert_eq!(all(&headers, "ratelimit-policy"), [r#""default";q=3"#]);
+    assert_eq!(all(&headers, "ratelimit"), [r#""default";r=2;t=5"#]);
+}
+
+/// A limiter of its own that knows only `check_n`, as a user's might.
+#[derive(Debug)]
+struct AlwaysTwoLeft;
+
+#[async_trait]
+impl RateLimiter for AlwaysTwoLeft {
+    async fn check_n(&self, _: &str, _: u64) -> tollgate::Result<Decision> {
+        Decision::allow(3, 2, Duration::from_secs(5), Duration::ZERO)
+    }
+
+    async fn reset(&self, _: &str) -> tollgate::Result<()> {
+        Ok(())
+    }
 }
 
 #[test]
@@ -404,13 +428,175 @@ async fn with_nested_layers_every_policy_is_listed_and_x_headers_show_the_tighte
 
     let (status, headers, _) = send(&mut service, with_api_key("alice")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(all(&headers, "ratelimit-policy"), [r#""global";q=100"#, r#""per-key";q=3"#]);
+    assert_eq!(all(&headers, "ratelimit-policy"), [r#""global";q=100;w=3600"#, r#""per-key";q=3;w=10"#]);
     let ratelimit = all(&headers, "ratelimit");
     assert!(ratelimit[0].starts_with(r#""global";r=99;t="#), "{ratelimit:?}");
     assert_eq!(ratelimit[1], r#""per-key";r=2;t=9"#);
     assert_eq!(header(&headers, "x-ratelimit-limit"), "3");
     assert_eq!(header(&headers, "x-ratelimit-remaining"), "2");
     assert_eq!(header(&headers, "x-ratelimit-reset"), "9");
+}
+
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
+fn x_trio(headers: &HeaderMap) -> [&str; 3] {
+    ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"].map(|name| header(headers, name))
+}
+
+/// A 429 with this `Retry-After`, `RateLimit`, `X-` trio, and a body that
+/// names the `violated` policy and the trio's numbers.
+fn assert_denied(
+    (status, headers, body): (StatusCode, HeaderMap, String),
+    retry_after: &str,
+    ratelimit: &str,
+    [limit, remaining, reset]: [&str; 3],
+    violated: &str,
+) {
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&headers, "retry-after"), retry_after);
+    assert_eq!(all(&headers, "ratelimit"), [ratelimit]);
+    assert_eq!(x_trio(&headers), [limit, remaining, reset]);
+    let numbers = format!(r#""limit":{limit},"remaining":{remaining},"reset":{reset},"retry_after":{retry_after}}}"#);
+    assert!(body.ends_with(&format!(r#""violated-policies":["{violated}"],{numbers}"#)), "{body}");
+}
+
+/// 3 a second and 5 a minute, fixed windows, on a manual clock at 1.5 s:
+/// the second ends in 0.5 s, the minute in 58.5 s.
+fn three_a_second_and_five_a_minute() -> Arc<InMemory<Composite, ManualClock>> {
+    let composite = Composite::new("per-second", FixedWindow::new(Rate::per_second(3)).unwrap())
+        .unwrap()
+        .with("per-minute", FixedWindow::new(Rate::per_minute(5)).unwrap())
+        .unwrap();
+    Arc::new(InMemory::with_clock(composite, ManualClock::starting_at(Duration::from_millis(1500))))
+}
+
+#[tokio::test]
+async fn a_composite_reports_each_limit_and_retry_after_follows_the_binding_one() {
+    let limiter = three_a_second_and_five_a_minute();
+    let inner = Inner::default();
+    let mut service = RateLimitLayer::new(limiter.clone(), KeyExtractor::header(API_KEY))
+        .headers(HeaderSet::Both)
+        .layer(inner.clone());
+    let policy = [r#""per-second";q=3;w=1, "per-minute";q=5;w=60"#];
+
+    for (second, minute) in [(2, 4), (1, 3), (0, 2)] {
+        let (status, headers, _) = send(&mut service, with_api_key("alice")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(all(&headers, "ratelimit-policy"), policy);
+        assert_eq!(
+            all(&headers, "ratelimit"),
+            [format!(r#""per-second";r={second};t=1, "per-minute";r={minute};t=59"#)]
+        );
+        // The binding limit is the one with the fewest left.
+        assert_eq!(header(&headers, "x-ratelimit-remaining"), second.to_string());
+    }
+
+    // The second's limit denies: it binds, and the minute's loses nothing.
+    let denial = send(&mut service, with_api_key("alice")).await;
+    assert_denied(denial, "1", r#""per-second";r=0;t=1, "per-minute";r=2;t=59"#, ["3", "0", "1"], "per-second");
+
+    // A new second: two more, then the minute's limit denies, and binds.
+    limiter.clock().advance(Duration::from_millis(500));
+    for _ in 0..2 {
+        assert_eq!(send(&mut service, with_api_key("alice")).await.0, StatusCode::OK);
+    }
+    let denial = send(&mut service, with_api_key("alice")).await;
+    assert_denied(denial, "58", r#""per-second";r=1;t=1, "per-minute";r=0;t=58"#, ["5", "0", "58"], "per-minute");
+    assert_eq!(inner.calls(), 5);
+}
+
+/// "free": 2 per 10 s; "pro": 5 per 10 s; both fixed windows.
+fn free_and_pro() -> Arc<InMemory<Plans, ManualClock>> {
+    let per_ten_seconds = |amount| FixedWindow::new(Rate::new(amount, Duration::from_secs(10))).unwrap();
+    let plans = Plans::new("free", per_ten_seconds(2)).unwrap().plan("pro", per_ten_seconds(5)).unwrap();
+    Arc::new(InMemory::with_clock(plans, ManualClock::starting_at(Duration::from_millis(1500))))
+}
+
+/// Keys that start with `pro_` are on "pro"; others name no plan.
+fn plan_by_key_prefix(parts: &http::request::Parts) -> Option<&'static str> {
+    let key = parts.headers.get(API_KEY)?.to_str().ok()?;
+    key.starts_with("pro_").then_some("pro")
+}
+
+#[tokio::test]
+async fn the_plan_extractor_picks_each_requests_plan_and_names_its_policy() {
+    let mut service = RateLimitLayer::new(free_and_pro(), KeyExtractor::header(API_KEY))
+        .plan_from_fn(plan_by_key_prefix)
+        .policy_name_from_plan()
+        .layer(Inner::default());
+
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, headers, _) = send(&mut service, with_api_key("pro_alice")).await;
+        assert_eq!(all(&headers, "ratelimit-policy"), [r#""pro";q=5;w=10"#]);
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+
+    // No plan named: the limiter's default, "free".
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (status, headers, _) = send(&mut service, with_api_key("bob")).await;
+        assert_eq!(all(&headers, "ratelimit-policy"), [r#""free";q=2;w=10"#]);
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+}
+
+#[tokio::test]
+async fn without_naming_by_plan_a_plans_policy_has_the_layers_name() {
+    let mut service = RateLimitLayer::new(free_and_pro(), KeyExtractor::header(API_KEY))
+        .plan_from_fn(plan_by_key_prefix)
+        .policy_name("api")
+        .unwrap()
+        .layer(Inner::default());
+    let (_, headers, _) = send(&mut service, with_api_key("pro_alice")).await;
+    assert_eq!(all(&headers, "ratelimit-policy"), [r#""api";q=5;w=10"#]);
+    assert_eq!(all(&headers, "ratelimit"), [r#""api";r=4;t=9"#]);
+}
+
+#[tokio::test]
+async fn a_plan_the_limiter_does_not_have_is_answered_500_and_warned_about_once() {
+    let logs = Capture::default();
+    let _capturing = logs.install();
+    let inner = Inner::default();
+    let mut service = RateLimitLayer::new(free_and_pro(), KeyExtractor::header(API_KEY))
+        .plan_from_fn(|_| Some("gold"))
+        .layer(inner.clone());
+    for _ in 0..3 {
+        let response = service.ready().await.unwrap().call(with_api_key("alice")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(RETRY_AFTER).is_none());
+        let error = response.extensions().get::<Arc<Error>>().expect("the limiter's error");
+        assert!(matches!(&**error, Error::UnknownPlan { plan } if plan == "gold"), "{error:?}");
+    }
+    assert_eq!(inner.calls(), 0);
+    let warnings = logs.at(Level::WARN);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].message.contains("500 Internal Server Error"), "{warnings:?}");
+    assert_eq!(warnings[0].field("error"), Some(r#"this limiter has no plan named "gold""#));
+}
+
+/// A Redis backend whose circuit breaker is open, probing again in 2.2 s.
+#[derive(Debug)]
+struct BreakerOpen;
+
+#[async_trait]
+impl RateLimiter for BreakerOpen {
+    async fn check_n(&self, _: &str, _: u64) -> tollgate::Result<Decision> {
+        Err(Error::Unavailable { backend: "redis", retry_in: Duration::from_millis(2200) })
+    }
+
+    async fn reset(&self, _: &str) -> tollgate::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_open_breaker_is_answered_503_with_retry_after_its_next_probe() {
+    let mut service = RateLimitLayer::new(Arc::new(BreakerOpen), KeyExtractor::global("all")).layer(Inner::default());
+    let (status, headers, _) = send(&mut service, request()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&headers, "retry-after"), "3");
 }
 
 /// A leaky bucket of 5 waiting at 10 per second: a slot every 100 ms.
@@ -623,34 +809,32 @@ fn parse_item(item: &str) -> (String, Vec<(String, u64)>) {
     (name.to_owned(), params)
 }
 
-/// Every rate-limit header of a response parses, and the `X-` trio agrees
-/// with one of the `RateLimit` items.
-fn check_headers(response: &reqwest::Response) {
+/// Every item of a response's `RateLimit-Policy` (or `RateLimit`) fields,
+/// each field line a list of items, in order.
+fn items(headers: &http::HeaderMap, name: &str) -> Vec<(String, Vec<(String, u64)>)> {
+    headers.get_all(name).iter().flat_map(|line| line.to_str().unwrap().split(", ").map(parse_item)).collect()
+}
+
+/// Every rate-limit header of a response parses; its policies are `expected`
+/// (the client's own, checked first, are appended after the global one it
+/// passed on to, if it did); each advertises its limit and window; and the
+/// `X-` trio agrees with one of the `RateLimit` items.
+fn check_headers(response: &reqwest::Response, expected: &[(&str, u64, u64)]) {
     let headers = response.headers();
     let number = |name: &str| -> u64 { headers[name].to_str().unwrap().parse().unwrap() };
-    let policies: Vec<_> =
-        headers.get_all("ratelimit-policy").iter().map(|v| parse_item(v.to_str().unwrap())).collect();
-    let limits: Vec<_> = headers.get_all("ratelimit").iter().map(|v| parse_item(v.to_str().unwrap())).collect();
-    // The client's own policy is checked first (outermost), the global one
-    // only for requests it admits; each appends its item after the inner's.
-    let names: Vec<_> = policies.iter().map(|p| p.0.as_str()).collect();
-    match names[..] {
-        [client] => assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{client}"),
-        ["global", client] => assert_ne!(client, "global"),
-        _ => panic!("unexpected policies {names:?}"),
-    }
-    assert_eq!(limits.iter().map(|l| &l.0).collect::<Vec<_>>(), policies.iter().map(|p| &p.0).collect::<Vec<_>>());
+    let policies = items(headers, "ratelimit-policy");
+    let limits = items(headers, "ratelimit");
+    let shown: Vec<_> = policies.iter().map(|(name, params)| (name.as_str(), params[0].1, params[1].1)).collect();
+    assert_eq!(shown, expected, "name, q and w of each policy");
     for (_, params) in &policies {
         assert_eq!(params.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["q", "w"]);
-        assert_eq!(params[1].1, 1, "a one-second window");
     }
-    for (_, params) in &limits {
+    assert_eq!(limits.iter().map(|l| &l.0).collect::<Vec<_>>(), policies.iter().map(|p| &p.0).collect::<Vec<_>>());
+    for ((_, params), (_, policy)) in limits.iter().zip(&policies) {
         assert_eq!(params.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["r", "t"]);
-        assert!(params[1].1 <= 1);
+        assert!(params[0].1 <= policy[0].1 && params[1].1 <= policy[1].1, "{params:?} within {policy:?}");
     }
-    let (limit, remaining, reset) =
-        (number("x-ratelimit-limit"), number("x-ratelimit-remaining"), number("x-ratelimit-reset"));
-    assert!(reset <= 1);
+    let (limit, remaining) = (number("x-ratelimit-limit"), number("x-ratelimit-remaining"));
     assert!(limits.iter().any(|(_, params)| params[0].1 == remaining), "x-ratelimit-remaining {remaining}");
     assert!(policies.iter().any(|(_, params)| params[0].1 == limit), "x-ratelimit-limit {limit}");
     if response.status() == StatusCode::TOO_MANY_REQUESTS {
@@ -661,18 +845,35 @@ fn check_headers(response: &reqwest::Response) {
     }
 }
 
+/// The RateLimit item named `name`: (remaining, seconds until full).
+fn item(response: &reqwest::Response, name: &str) -> (u64, u64) {
+    let (_, params) = items(response.headers(), "ratelimit").into_iter().find(|(item, _)| item == name).unwrap();
+    (params[0].1, params[1].1)
+}
+
+const DAY: u64 = 86_400;
+
+/// The example's limiters, in memory: global 1000 a second, "free" 3 a
+/// second and 4 a day, "pro" 5 a second and 100 a day, 2 a second per IP.
+fn example_limits() -> (axum_app::Limits, Arc<dyn RateLimiter>) {
+    let per_second = |amount| -> Arc<dyn RateLimiter> {
+        Arc::new(InMemory::new(SlidingLog::new(Rate::per_second(amount)).unwrap()))
+    };
+    let global = per_second(1000);
+    let plans =
+        axum_app::plans(axum_app::Quota { per_second: 3, per_day: 4 }, axum_app::Quota { per_second: 5, per_day: 100 })
+            .unwrap();
+    let limits = axum_app::Limits {
+        global: Arc::clone(&global),
+        per_key: Arc::new(InMemory::new(plans)),
+        per_ip: per_second(2),
+    };
+    (limits, global)
+}
+
 #[tokio::test]
 async fn the_axum_example_answers_exact_counts_of_200_and_429_over_http() {
-    let one_second = Duration::from_secs(1);
-    let limiter = |amount| -> Arc<dyn RateLimiter> {
-        Arc::new(InMemory::new(SlidingLog::new(Rate::new(amount, one_second)).unwrap()))
-    };
-    let global = limiter(1000);
-    let limits = axum_app::Limits {
-        global: (Arc::clone(&global), one_second),
-        per_key: (limiter(3), one_second),
-        per_ip: (limiter(2), one_second),
-    };
+    let (limits, global) = example_limits();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(axum_app::serve(listener, axum_app::app(limits).unwrap()));
@@ -684,51 +885,77 @@ async fn the_axum_example_answers_exact_counts_of_200_and_429_over_http() {
             None => request,
         }
     };
+    let free = [("free/per-second", 3, 1), ("free/per-day", 4, DAY)];
+    let passed = |own: &[(&'static str, u64, u64)]| [&[("global", 1000, 1)], own].concat();
 
+    // alice is on "free": 3 a second, then the second's limit binds.
     let mut statuses = Vec::new();
     let mut retry_after = 0;
     for _ in 0..5 {
         let response = get("/api/hello", Some("alice")).send().await.unwrap();
-        check_headers(&response);
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            check_headers(&response, &free);
             retry_after = response.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap();
+            assert_eq!(item(&response, "free/per-day").0, 1, "the denials took nothing from the day");
+        } else {
+            check_headers(&response, &passed(&free));
         }
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
     assert_eq!(retry_after, 1);
 
-    let bob = get("/api/hello", Some("bob")).send().await.unwrap();
-    check_headers(&bob);
-    assert_eq!(bob.status(), StatusCode::OK);
-    assert_eq!(bob.text().await.unwrap(), "hello, API client\n");
+    // A pro_ key is on "pro".
+    let pro = [("pro/per-second", 5, 1), ("pro/per-day", 100, DAY)];
+    for _ in 0..5 {
+        let response = get("/api/hello", Some("pro_bob")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        check_headers(&response, &passed(&pro));
+    }
+    let bob = get("/api/hello", Some("pro_bob")).send().await.unwrap();
+    assert_eq!(bob.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(item(&bob, "pro/per-day").0, 95);
     assert_eq!(get("/api/hello", None).send().await.unwrap().status(), StatusCode::BAD_REQUEST);
 
     let mut statuses = Vec::new();
     for _ in 0..3 {
         let response = get("/public/hello", None).send().await.unwrap();
-        check_headers(&response);
+        let per_ip = [("per-ip", 2, 1)];
+        check_headers(&response, &if response.status() == StatusCode::OK { passed(&per_ip) } else { per_ip.to_vec() });
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 429], "per client IP, through axum's ConnectInfo");
 
     // Only what each client's own limit admitted reached the global one:
-    // alice 3, bob 1, the public client 2 (all within the last second).
-    assert_eq!(remaining(&*global, "all").await, 1000 - 6);
+    // alice 3, bob 5, the public client 2 (all within the last second).
+    assert_eq!(remaining(&*global, "all").await, 1000 - 10);
 
+    // After Retry-After alice's second allows her fourth of the day, and
+    // then the day's limit binds.
     tokio::time::sleep(Duration::from_secs(retry_after)).await;
     let again = get("/api/hello", Some("alice")).send().await.unwrap();
-    check_headers(&again);
+    check_headers(&again, &passed(&free));
     assert_eq!(again.status(), StatusCode::OK, "a request after Retry-After is admitted");
+    assert_eq!(item(&again, "free/per-day").0, 0);
+    let spent = get("/api/hello", Some("alice")).send().await.unwrap();
+    assert_eq!(spent.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = spent.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    let (_, day_reset) = item(&spent, "free/per-day");
+    assert_eq!(retry_after, day_reset, "Retry-After follows the day's limit");
+    assert_eq!(spent.headers()["x-ratelimit-limit"], "4");
+    assert!(spent.text().await.unwrap().contains(r#""violated-policies":["free/per-day"]"#));
     server.abort();
 }
 
 #[tokio::test]
 async fn concurrent_requests_over_http_are_admitted_exactly_up_to_the_limit() {
-    let per_minute = |amount| -> (Arc<dyn RateLimiter>, Duration) {
-        (Arc::new(InMemory::new(SlidingLog::new(Rate::per_minute(amount)).unwrap())), Duration::from_secs(60))
+    let per_minute = |amount| -> Arc<dyn RateLimiter> {
+        Arc::new(InMemory::new(SlidingLog::new(Rate::per_minute(amount)).unwrap()))
     };
-    let limits = axum_app::Limits { global: per_minute(1000), per_key: per_minute(10), per_ip: per_minute(10) };
+    // "free": a day's 10 bind, the second's 1000 do not.
+    let quota = axum_app::Quota { per_second: 1000, per_day: 10 };
+    let plans = Arc::new(InMemory::new(axum_app::plans(quota, quota).unwrap()));
+    let limits = axum_app::Limits { global: per_minute(1000), per_key: plans, per_ip: per_minute(10) };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/hello", listener.local_addr().unwrap());
     let server = tokio::spawn(axum_app::serve(listener, axum_app::app(limits).unwrap()));

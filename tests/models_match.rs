@@ -37,6 +37,23 @@ pub(crate) fn steps(limit: u64, period_us: u64) -> impl Strategy<Value = Vec<Ste
     prop::collection::vec(step, 1..120)
 }
 
+/// The suites, benches and examples expand tests/support/algorithms.rs:
+/// it must name every algorithm of the crate, in the crate's order, each by
+/// its own name.
+#[test]
+fn the_tests_list_of_algorithms_is_the_crates() {
+    let mut listed: Vec<&str> = Vec::new();
+    macro_rules! list {
+        ($name:ident, $algorithm:ident, $listed:ident) => {
+            let algorithm = <tollgate::$algorithm as Spec>::with_limit(2, Duration::from_secs(1));
+            assert_eq!(algorithm.name(), stringify!($name), "{}'s name", stringify!($algorithm));
+            $listed.push(stringify!($name));
+        };
+    }
+    for_each_algorithm!(list, listed);
+    assert_eq!(listed, tollgate::Limit::NAMES);
+}
+
 fn run<A: Spec>(algorithm: A, start_us: u64, steps: &[Step]) {
     let clock = ManualClock::starting_at(Duration::from_micros(start_us));
     let limit = algorithm.limit();

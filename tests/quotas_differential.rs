@@ -11,10 +11,7 @@ use std::time::Instant;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use tollgate::{
-    Algorithm, Breakdown, Clock, Composite, FixedWindow, LeakyBucket, Limit, Plans, Rate, RateLimiter, SlidingLog,
-    TokenBucket,
-};
+use tollgate::{Algorithm, Breakdown, Clock, Composite, Limit, Plans, RateLimiter};
 
 use crate::differential::{EVERYDAY_STEP_US, HUGE_STEP_US, KEYS, Op, alike, check_ttl, offset, ops};
 use crate::support::algorithms::for_each_algorithm;
@@ -95,19 +92,15 @@ fn composites_at_the_limits_of_exact_arithmetic_decide_alike_on_both_backends() 
 /// its writer's TTL, which holds when the two configurations drain alike.)
 fn variant(limit: Limit, up: bool, factor: u64) -> Limit {
     let scale = |n: u64| if up { n * factor } else { n.div_ceil(factor) };
-    match limit {
-        Limit::FixedWindow(window) => {
-            let rate = window.rate();
-            FixedWindow::new(Rate::new(scale(rate.amount()), rate.period())).unwrap().into()
-        }
-        Limit::SlidingLog(log) => {
-            let rate = log.rate();
-            SlidingLog::new(Rate::new(scale(rate.amount()), rate.period())).unwrap().into()
-        }
-        Limit::TokenBucket(bucket) => TokenBucket::new(scale(bucket.capacity()), bucket.rate()).unwrap().into(),
-        Limit::LeakyBucket(bucket) => LeakyBucket::new(scale(bucket.capacity()), bucket.rate()).unwrap().into(),
-        other => other,
+    macro_rules! scaled {
+        ($name:ident, $algorithm:ident, $limit:ident, $scale:ident) => {
+            if let Limit::$algorithm(algorithm) = $limit {
+                return Spec::scaled(&algorithm, $scale).into();
+            }
+        };
     }
+    for_each_algorithm!(scaled, limit, scale);
+    panic!("{limit:?}: an algorithm missing from tests/support/algorithms.rs")
 }
 
 /// What plan "b" does with each of plan "a"'s limits.

@@ -1,12 +1,14 @@
-//! The in-memory store, per algorithm, against governor's keyed limiter with
-//! the same rate and the same key type (`String`).
+//! The in-memory store, per algorithm (each of the registry in
+//! tests/support/algorithms.rs, configured through its `Spec`), against
+//! governor's keyed limiter with the same rate and the same key type
+//! (`String`).
 //!
 //! Groups (each check is one element of throughput):
 //!
 //! - `memory/hot_key`: one key, an allowance far above the check rate, so
 //!   every check is admitted (the write path).
-//! - `memory/hot_key_denied`: one key, one request an hour, so every check
-//!   after the first is denied (the read-only path).
+//! - `memory/hot_key_denied`: one key, two at once then one request an hour,
+//!   so every check after the second is denied (the read-only path).
 //! - `memory/100k_keys_held`: 100 000 keys checked in turn, with an allowance
 //!   that admits every check yet keeps every key held, so the store never
 //!   sweeps a key and creates it again.
@@ -34,22 +36,25 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use tollgate::{
-    Algorithm, Clock, FixedWindow, InMemory, LeakyBucket, MonotonicClock, Rate, RateLimiter, SlidingLog, TokenBucket,
-};
+use tollgate::{Algorithm, Clock, InMemory, MonotonicClock, Rate, RateLimiter};
+
+use super::models::Spec;
 
 /// Distinct keys in `memory/100k_keys_*`.
 const KEYS: usize = 100_000;
 
-/// One configuration, given to every algorithm and to governor.
+/// One configuration, given to every algorithm (through its
+/// [`Spec::try_new`]) and to governor.
 #[derive(Clone, Copy)]
 struct Allowance {
-    /// The bucket's capacity (token and leaky buckets; governor's burst).
+    /// What a bucket admits at once (governor's burst; a leaky bucket's
+    /// capacity is one less, for the request departing now).
     capacity: u64,
     rate: Rate,
-    /// The sliding log keeps one entry per admitted request for a period, so
-    /// where the shared rate would grow its logs without bound it gets this one.
-    sliding_log_rate: Rate,
+    /// A log keeps one entry per admitted request for a period
+    /// ([`Spec::STATE_GROWS_WITH_AMOUNT`]), so where the shared rate would
+    /// grow its logs without bound it gets this one.
+    log_rate: Rate,
 }
 
 /// 100 million a second, bursts of 1 000: a hot key is always admitted.
@@ -57,11 +62,13 @@ struct Allowance {
 const HOT: Allowance = Allowance {
     capacity: 1_000,
     rate: Rate::new(1_000, Duration::from_micros(10)),
-    sliding_log_rate: Rate::new(1_000, Duration::from_micros(10)),
+    log_rate: Rate::new(1_000, Duration::from_micros(10)),
 };
 
-/// One an hour: every check after the first is denied.
-const DENIED: Allowance = Allowance { capacity: 1, rate: Rate::per_hour(1), sliding_log_rate: Rate::per_hour(1) };
+/// Two at once, then one an hour: every check after the second is denied.
+/// (Two, because a leaky bucket admits at least its one waiting place and
+/// the request departing now.)
+const DENIED: Allowance = Allowance { capacity: 2, rate: Rate::per_hour(1), log_rate: Rate::per_hour(1) };
 
 /// 65 536 per 10 hours with bursts of 65 536: one check is 0.55 s of
 /// allowance, far longer than a pass over the keys takes (100 000 checks, a
@@ -72,17 +79,18 @@ const DENIED: Allowance = Allowance { capacity: 1, rate: Rate::per_hour(1), slid
 const MANY_KEYS: Allowance = Allowance {
     capacity: 65_536,
     rate: Rate::new(65_536, Duration::from_secs(36_000)),
-    sliding_log_rate: Rate::new(1_024, Duration::from_secs(1)),
+    log_rate: Rate::new(1_024, Duration::from_secs(1)),
 };
 
-/// One a 100 µs, in bursts of one: a key's allowance is full again 100 µs
-/// after a check, and a pass over the keys takes milliseconds, so every
-/// check is admitted and tollgate forgets each key before it comes round.
-/// The sliding log and the fixed window forget it after one period too.
+/// One a 100 µs, in bursts of two (the least a leaky bucket admits at
+/// once): a key's allowance is full again 100 µs after a check, and a pass
+/// over the keys takes milliseconds, so every check is admitted and tollgate
+/// forgets each key before it comes round. The windows and the log forget it
+/// after one or two periods too.
 const REFILLED: Allowance = Allowance {
-    capacity: 1,
+    capacity: 2,
     rate: Rate::new(1, Duration::from_micros(100)),
-    sliding_log_rate: Rate::new(1, Duration::from_micros(100)),
+    log_rate: Rate::new(1, Duration::from_micros(100)),
 };
 
 /// Something that checks a key, measured the same way whatever it is.
@@ -230,23 +238,28 @@ impl Scenario {
     }
 }
 
-/// Runs `scenario` on governor and on each algorithm, sync and async.
+/// Runs `scenario` on governor and on each algorithm of the registry
+/// (tests/support/algorithms.rs), sync and async.
 fn each_subject(group: &mut BenchmarkGroup<'_, WallTime>, scenario: Scenario, allowance: Allowance, keys: &[String]) {
     scenario.run(group, ("governor", "keyed"), &governor(allowance), keys);
-    let Allowance { capacity, rate, sliding_log_rate } = allowance;
-    each_path(group, scenario, "token_bucket", TokenBucket::new(capacity, rate).unwrap(), keys);
-    each_path(group, scenario, "fixed_window", FixedWindow::new(rate).unwrap(), keys);
-    each_path(group, scenario, "leaky_bucket", LeakyBucket::new(capacity, rate).unwrap(), keys);
-    each_path(group, scenario, "sliding_log", SlidingLog::new(sliding_log_rate).unwrap(), keys);
+    macro_rules! each {
+        ($name:ident, $algorithm:ident, $group:ident, $scenario:ident, $allowance:ident, $keys:ident) => {
+            each_path::<tollgate::$algorithm>($group, $scenario, $allowance, $keys);
+        };
+    }
+    crate::algorithms::for_each_algorithm!(each, group, scenario, allowance, keys);
 }
 
-fn each_path<A: Algorithm>(
+/// Runs `scenario` on algorithm `A` given `allowance`, sync and async.
+fn each_path<A: Spec>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     scenario: Scenario,
-    name: &str,
-    algorithm: A,
+    allowance: Allowance,
     keys: &[String],
 ) {
+    let rate = if A::STATE_GROWS_WITH_AMOUNT { allowance.log_rate } else { allowance.rate };
+    let algorithm = A::try_new(allowance.capacity, rate).expect("a valid allowance");
+    let name = algorithm.name();
     scenario.run(group, ("sync", name), &CheckSync(InMemory::new(algorithm.clone())), keys);
     scenario.run(group, ("async", name), &TraitCheck(InMemory::new(algorithm)), keys);
 }

@@ -2,7 +2,8 @@
 //!
 //! - `quotas/memory/<subject>`: `InMemory::check_sync` on one hot key, every
 //!   check admitted (the write path): a token bucket alone; composites of it
-//!   and a fixed window, and of one limit of each algorithm; plans of two
+//!   and a fixed window, and of one limit of each algorithm of the registry
+//!   (tests/support/algorithms.rs; `composite_of_each`); plans of two
 //!   such composites picked by a resolver; and `check_detailed_sync` on the
 //!   composite of two (the path that builds each limit's figures).
 //! - `quotas/redis/<subject>`: the Redis server's own time per script call
@@ -15,7 +16,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use tollgate::{Composite, FixedWindow, InMemory, LeakyBucket, Limit, Plans, Rate, SlidingLog, TokenBucket};
+use tollgate::{Algorithm, Composite, FixedWindow, InMemory, Limit, Plans, Rate, TokenBucket};
+
+use super::models::Spec;
 
 /// Far above any check rate: every check is admitted.
 const HOT: Rate = Rate::new(1_000, Duration::from_micros(10));
@@ -28,13 +31,17 @@ fn bucket_and_window() -> Composite {
     Composite::new("burst", bucket()).unwrap().with("window", FixedWindow::new(HOT).unwrap()).unwrap()
 }
 
+/// One limit of each algorithm, named after it, each admitting 1 000 at
+/// once at the `HOT` rate.
 fn one_of_each() -> Composite {
-    let limits: [(&str, Limit); 4] = [
-        ("burst", bucket().into()),
-        ("window", FixedWindow::new(HOT).unwrap().into()),
-        ("log", SlidingLog::new(HOT).unwrap().into()),
-        ("queue", LeakyBucket::new(1_000, HOT).unwrap().into()),
-    ];
+    let mut limits: Vec<(&str, Limit)> = Vec::new();
+    macro_rules! push {
+        ($name:ident, $algorithm:ident, $limits:ident) => {
+            let limit = <tollgate::$algorithm as Spec>::try_new(1_000, HOT).unwrap();
+            $limits.push((limit.name(), limit.into()));
+        };
+    }
+    crate::algorithms::for_each_algorithm!(push, limits);
     Composite::from_limits(limits).unwrap()
 }
 
@@ -54,15 +61,17 @@ pub(crate) fn benches(c: &mut Criterion) {
     group.bench_function(BenchmarkId::from_parameter("token_bucket"), |b| b.iter(|| alone.check_sync(black_box(key))));
     let two = InMemory::new(bucket_and_window());
     group.bench_function(BenchmarkId::from_parameter("composite_of_2"), |b| b.iter(|| two.check_sync(black_box(key))));
-    let four = InMemory::new(one_of_each());
-    group.bench_function(BenchmarkId::from_parameter("composite_of_4"), |b| b.iter(|| four.check_sync(black_box(key))));
+    let each = InMemory::new(one_of_each());
+    group.bench_function(BenchmarkId::from_parameter("composite_of_each"), |b| {
+        b.iter(|| each.check_sync(black_box(key)))
+    });
     let plans = InMemory::new(two_plans());
     group.bench_function(BenchmarkId::from_parameter("plans_of_2"), |b| b.iter(|| plans.check_sync(black_box(key))));
     group.bench_function(BenchmarkId::from_parameter("composite_of_2_detailed"), |b| {
         b.iter(|| two.check_detailed_sync(black_box(key), 1, None).unwrap())
     });
     group.finish();
-    for (name, admitted) in [("composite_of_2", two.check_sync(key)), ("composite_of_4", four.check_sync(key))] {
+    for (name, admitted) in [("composite_of_2", two.check_sync(key)), ("composite_of_each", each.check_sync(key))] {
         assert!(admitted.is_allowed(), "{name}: the bench meant to measure admissions");
     }
 
@@ -143,7 +152,7 @@ mod redis {
         let subjects = [
             subject("token_bucket", bucket(), &connection),
             subject("composite_of_2", bucket_and_window(), &connection),
-            subject("composite_of_4", one_of_each(), &connection),
+            subject("composite_of_each", one_of_each(), &connection),
         ];
         for subject in &subjects {
             // Loads the script.

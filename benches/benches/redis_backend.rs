@@ -3,6 +3,9 @@
 //! script, key and arguments) sent straight through redis-rs, with 1, 16 and
 //! 64 concurrent tasks. The difference is what the crate adds: the key's
 //! formatting, the timeout, the boxed trait future and reading the reply.
+//! Each algorithm of the registry (tests/support/algorithms.rs) is benched,
+//! `redis/<algorithm>`, with the script and configuration its limiter sends
+//! (`Redis::script_call`), so raw EVALSHA is the crate's own call.
 //!
 //! The bench starts its own redis-server on a free loopback port (persistence
 //! off) and kills it at the end; without a redis-server it skips with a
@@ -19,8 +22,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use redis::aio::ConnectionManager;
 use tokio::runtime::Runtime;
-use tollgate::{Algorithm, FixedWindow, LeakyBucket, Rate, RateLimiter, Redis, SlidingLog, TokenBucket};
+use tollgate::{Algorithm, RateLimiter, Redis};
 
+use super::models::Spec;
 use super::redis_server::RedisServer;
 
 /// Concurrent tasks, all sharing one limiter (or one connection).
@@ -29,19 +33,7 @@ const KEYS_PER_TASK: usize = 100;
 const PREFIX: &str = "bench:";
 /// Per key: a million a second, in bursts of a million.
 const AMOUNT: u64 = 1_000_000;
-const PERIOD_US: u64 = 1_000_000;
-
-/// A script as the crate builds it: the shared prelude, the algorithm's
-/// files, then the single-key main (see `scripts!` in src/redis/scripts.rs).
-macro_rules! lua {
-    ($($file:literal),*) => {
-        concat!(
-            include_str!("../../lua/prelude.lua"),
-            $(include_str!(concat!("../../lua/", $file)),)*
-            include_str!("../../lua/single.lua")
-        )
-    };
-}
+const PERIOD: Duration = Duration::from_secs(1);
 
 /// Something that checks a key against Redis, measured the same way whatever
 /// it is.
@@ -134,24 +126,13 @@ fn user_keys() -> Vec<Vec<String>> {
 pub(crate) fn benches(c: &mut Criterion) {
     let Some(server) = RedisServer::start() else { return };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let rate = Rate::new(AMOUNT, Duration::from_micros(PERIOD_US));
     let mut bench = Bench { c, runtime: &runtime, server: &server };
-    // The scripts' ARGV after cost and time: (capacity,) amount, period_us.
-    let (bucket, window) = (&[AMOUNT, AMOUNT, PERIOD_US][..], &[AMOUNT, PERIOD_US][..]);
-    bench.algorithm(
-        "token_bucket",
-        TokenBucket::new(AMOUNT, rate).unwrap(),
-        lua!("meter.lua", "token_bucket.lua"),
-        bucket,
-    );
-    bench.algorithm("fixed_window", FixedWindow::new(rate).unwrap(), lua!("fixed_window.lua"), window);
-    bench.algorithm(
-        "leaky_bucket",
-        LeakyBucket::new(AMOUNT, rate).unwrap(),
-        lua!("meter.lua", "leaky_bucket.lua"),
-        bucket,
-    );
-    bench.algorithm("sliding_log", SlidingLog::new(rate).unwrap(), lua!("sliding_log.lua"), window);
+    macro_rules! bench {
+        ($name:ident, $algorithm:ident, $bench:ident) => {
+            $bench.algorithm(<tollgate::$algorithm as Spec>::with_limit(AMOUNT, PERIOD));
+        };
+    }
+    crate::algorithms::for_each_algorithm!(bench, bench);
 }
 
 struct Bench<'a> {
@@ -161,20 +142,21 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    fn algorithm<A: Algorithm>(&mut self, name: &str, algorithm: A, source: &'static str, config: &[u64]) {
+    /// Benches `algorithm` through the crate and through raw EVALSHA of the
+    /// script and configuration the limiter itself sends
+    /// ([`Redis::script_call`]).
+    fn algorithm<A: Algorithm>(&mut self, algorithm: A) {
         let runtime = self.runtime;
         let url = self.server.url();
+        let name = algorithm.name();
         let limiter = runtime.block_on(Redis::builder(algorithm).prefix(PREFIX).connect(&url)).expect("connects");
+        let call = limiter.script_call();
+        let (source, config) = (call.source, call.config.to_vec());
         let keys = user_keys();
         let redis_keys = keys.iter().map(|keys| keys.iter().map(|key| limiter.redis_key(key)).collect()).collect();
         let client = redis::Client::open(url).unwrap();
         let connection = runtime.block_on(ConnectionManager::new(client)).expect("connects");
-        let raw = Arc::new(RawEvalsha {
-            script: redis::Script::new(source),
-            connection,
-            config: config.to_vec(),
-            redis_keys,
-        });
+        let raw = Arc::new(RawEvalsha { script: redis::Script::new(source), connection, config, redis_keys });
         let tollgate = Arc::new(Tollgate { limiter, keys });
         let mut statistics = runtime.block_on(self.server.connection());
         runtime.block_on(redis::cmd("CONFIG").arg("RESETSTAT").exec_async(&mut statistics)).unwrap();

@@ -1,33 +1,54 @@
-//! The router of the axum example, shared with the end-to-end test in
-//! `tests/middleware.rs` so that the test drives exactly what the example
+//! The router of the axum example, shared with the end-to-end tests in
+//! `tests/middleware.rs` so that the tests drive exactly what the example
 //! serves.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::HeaderName;
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tollgate::RateLimiter;
 use tollgate::middleware::{HeaderSet, KeyExtractor, MissingKey, RateLimitLayer};
+use tollgate::{Composite, FixedWindow, Plans, Rate, RateLimiter, SlidingLog};
 
-/// The three limiters of the app, each with the window it advertises in
+/// The three limiters of the app. Each advertises its own window in
 /// `RateLimit-Policy`.
 pub struct Limits {
     /// One allowance shared by every request.
-    pub global: (Arc<dyn RateLimiter>, Duration),
-    /// One allowance per `x-api-key`, for `/api/*`.
-    pub per_key: (Arc<dyn RateLimiter>, Duration),
+    pub global: Arc<dyn RateLimiter>,
+    /// One allowance per `x-api-key`, for `/api/*`: the [`plans`].
+    pub per_key: Arc<dyn RateLimiter>,
     /// One allowance per client IP, for `/public/*`.
-    pub per_ip: (Arc<dyn RateLimiter>, Duration),
+    pub per_ip: Arc<dyn RateLimiter>,
 }
 
+/// One plan's limits: so many a second, and so many a day.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    pub per_second: u64,
+    pub per_day: u64,
+}
+
+/// The API's two plans, "free" (the default) and "pro", each a composite of
+/// a per-second and a per-day limit, checked all or nothing: a request the
+/// per-second limit turns away takes nothing from the day.
+pub fn plans(free: Quota, pro: Quota) -> tollgate::Result<Plans> {
+    let composite = |quota: Quota| -> tollgate::Result<Composite> {
+        Composite::new("per-second", SlidingLog::new(Rate::per_second(quota.per_second))?)?
+            .with("per-day", FixedWindow::new(Rate::per_day(quota.per_day))?)
+    };
+    Plans::new("free", composite(free)?)?.plan("pro", composite(pro)?)
+}
+
+const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
 /// `/api/hello` needs an `x-api-key` header (400 without one) and is limited
-/// per key; `/public/hello` is limited per client IP; everything is also
-/// under one global limit.
+/// per key, in the plan the key names: keys that start with `pro_` are on
+/// "pro", every other key on "free". Its policies are named by the plan:
+/// `"pro/per-second"`, `"pro/per-day"`. `/public/hello` is limited per
+/// client IP; everything is also under one global limit.
 ///
 /// The per-key and per-IP layers sit outside the global one (in axum the
 /// last layer added is the outermost), so a client over its own limit, or
@@ -40,23 +61,20 @@ pub struct Limits {
 /// too: answered 400 rather than 404 without an API key, and using up quota
 /// with one.
 ///
-/// Each layer writes both header sets: the IETF draft's, and the
-/// `X-RateLimit-*` trio for clients that only read those.
+/// Each layer writes both header sets: the IETF draft's (every limit, one
+/// item each), and the `X-RateLimit-*` trio (the binding limit) for
+/// clients that only read those.
 pub fn app(limits: Limits) -> tollgate::Result<Router> {
-    let (global, global_window) = limits.global;
-    let (per_key, per_key_window) = limits.per_key;
-    let (per_ip, per_ip_window) = limits.per_ip;
+    let global =
+        RateLimitLayer::new(limits.global, KeyExtractor::global("all")).policy_name("global")?.headers(HeaderSet::Both);
 
-    let global = RateLimitLayer::new(global, KeyExtractor::global("all"))
-        .policy_name("global")?
-        .window(global_window)
-        .headers(HeaderSet::Both);
-
-    let by_api_key = KeyExtractor::header(HeaderName::from_static("x-api-key"));
-    let per_key = RateLimitLayer::new(per_key, by_api_key)
+    let per_key = RateLimitLayer::new(limits.per_key, KeyExtractor::header(API_KEY))
         .on_missing_key(MissingKey::Reject)
-        .policy_name("per-key")?
-        .window(per_key_window)
+        .plan_from_fn(|parts| {
+            let key = parts.headers.get(API_KEY)?.to_str().ok()?;
+            Some(if key.starts_with("pro_") { "pro" } else { "free" })
+        })
+        .policy_name_from_plan()
         .headers(HeaderSet::Both);
     let api = Router::new()
         .route("/api/hello", get(|| async { "hello, API client\n" }))
@@ -69,8 +87,7 @@ pub fn app(limits: Limits) -> tollgate::Result<Router> {
     let by_ip = KeyExtractor::ip_from_fn(|parts| {
         parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
     });
-    let per_ip =
-        RateLimitLayer::new(per_ip, by_ip).policy_name("per-ip")?.window(per_ip_window).headers(HeaderSet::Both);
+    let per_ip = RateLimitLayer::new(limits.per_ip, by_ip).policy_name("per-ip")?.headers(HeaderSet::Both);
     let public = Router::new()
         .route("/public/hello", get(|| async { "hello, world\n" }))
         .route_layer(global)

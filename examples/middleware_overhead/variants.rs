@@ -15,6 +15,9 @@
 //!   in-memory token bucket that admits everything, writing those headers.
 //! - `tollgate-denied`: the same layer allowing one request an hour: after
 //!   the first, every request is answered 429.
+//! - `tollgate-composite`: a composite of a per-second token bucket and a
+//!   per-day window, both admitting everything, all five headers (two
+//!   items in each IETF field).
 //! - `governor`, `governor-headers`, `governor-denied`: tower_governor 0.8
 //!   (governor's GCRA keyed on the peer IP) without and with its
 //!   `use_headers()` pair, and denying everything after the first request.
@@ -34,7 +37,7 @@ use axum::response::Response;
 use axum::routing::get;
 use governor::middleware::NoOpMiddleware;
 use tollgate::middleware::{HeaderSet, KeyExtractor, RateLimitLayer};
-use tollgate::{InMemory, Rate, TokenBucket};
+use tollgate::{Composite, FixedWindow, InMemory, Rate, TokenBucket};
 use tower::Service;
 use tower::util::MapResponseLayer;
 use tower_governor::GovernorLayer;
@@ -42,7 +45,7 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::PeerIpKeyExtractor;
 
 /// Every variant, in the order of the report.
-pub const VARIANTS: [&str; 11] = [
+pub const VARIANTS: [&str; 12] = [
     "bare",
     "static",
     "tollgate",
@@ -50,6 +53,7 @@ pub const VARIANTS: [&str; 11] = [
     "tollgate-ietf",
     "static-x",
     "tollgate-x",
+    "tollgate-composite",
     "governor",
     "governor-headers",
     "tollgate-denied",
@@ -94,6 +98,7 @@ pub fn router(variant: &str) -> Result<Router, Box<dyn std::error::Error>> {
         "tollgate-ietf" => hello.route_layer(tollgate(ALLOWED.into(), HeaderSet::Ietf)?),
         "tollgate-x" => hello.route_layer(tollgate(ALLOWED.into(), HeaderSet::XRateLimit)?),
         "tollgate-denied" => hello.route_layer(tollgate(1, HeaderSet::Both)?),
+        "tollgate-composite" => hello.route_layer(composite()?),
         "governor" => {
             hello.route_layer(GovernorLayer::new(governor_config(ALLOWED).finish().ok_or("governor config")?))
         }
@@ -137,10 +142,23 @@ fn tollgate(capacity: u64, headers: HeaderSet) -> tollgate::Result<RateLimitLaye
         (Rate::per_second(capacity), Duration::from_secs(1))
     };
     let limiter = Arc::new(InMemory::new(TokenBucket::new(capacity, rate)?));
-    let by_ip = KeyExtractor::ip_from_fn(|parts| {
+    Ok(RateLimitLayer::new(limiter, by_ip()).policy_name("per-ip")?.window(window).headers(headers))
+}
+
+/// tollgate keyed per client IP on a composite of a per-second token
+/// bucket of a million and a per-day window of a billion: both items in the
+/// IETF pair, the binding one in the `X-` trio, all five headers.
+fn composite() -> tollgate::Result<RateLimitLayer> {
+    let limits = Composite::new("per-second", TokenBucket::new(ALLOWED.into(), Rate::per_second(ALLOWED.into()))?)?
+        .with("per-day", FixedWindow::new(Rate::per_day(1_000_000_000))?)?;
+    Ok(RateLimitLayer::new(Arc::new(InMemory::new(limits)), by_ip()).headers(HeaderSet::Both))
+}
+
+/// The client's IP, through axum's `ConnectInfo`.
+fn by_ip() -> KeyExtractor {
+    KeyExtractor::ip_from_fn(|parts| {
         parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
-    });
-    Ok(RateLimitLayer::new(limiter, by_ip).policy_name("per-ip")?.window(window).headers(headers))
+    })
 }
 
 /// One `GET /` from `client` through `router`, in process: called, polled

@@ -250,6 +250,13 @@ macro_rules! algorithms {
         )*
 
         impl Limit {
+            /// The [`name`](Self::name) of each algorithm, in the order
+            /// they are declared: what the tests' own list of algorithms
+            /// (which the crate cannot see) is checked against, so that an
+            /// algorithm added here and forgotten there fails a test.
+            #[doc(hidden)]
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($module)),*];
+
             /// As [`Algorithm::limit`].
             pub fn limit(&self) -> u64 {
                 match self {

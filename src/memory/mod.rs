@@ -19,7 +19,7 @@ use self::shard::{Occasion, Shard, Swept, hash_key};
 #[cfg(feature = "acquire")]
 use crate::acquire::{GiveBack, Lines, Permit, TooLong, Try, wait_for_slot};
 use crate::algorithm::sealed::Step;
-use crate::algorithm::{Algorithm, check_cost, select};
+use crate::algorithm::{Algorithm, Parts, check_cost, select};
 use crate::clock::{Clock, MonotonicClock, micros};
 use crate::observe::Observer;
 use crate::{Breakdown, Decision, RateLimiter, Result};
@@ -315,6 +315,16 @@ impl<A: Algorithm, C: Clock> RateLimiter for InMemory<A, C> {
 
     async fn check_detailed(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
         self.check_detailed_sync(key, cost, plan)
+    }
+
+    fn check_now(&self, key: &str, cost: u64) -> Option<Result<Decision>> {
+        let only = self.algorithm.configuration(0);
+        let plain = self.algorithm.configurations() == 1 && only.plan.is_none() && matches!(only.parts, Parts::One(_));
+        plain.then(|| self.check_n_sync(key, cost))
+    }
+
+    fn check_detailed_now(&self, key: &str, cost: u64, plan: Option<&str>) -> Option<Result<Breakdown>> {
+        Some(self.check_detailed_sync(key, cost, plan))
     }
 
     async fn reserve(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {

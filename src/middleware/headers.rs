@@ -13,14 +13,15 @@
 //! How the values are made, cheaply, is in `value.rs`.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use http::header::{CONTENT_TYPE, Entry, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use super::value::{Value, decimal_len, intern, number};
-use crate::Decision;
 use crate::error::{Result, invalid};
+use crate::{Breakdown, Decision, Error};
 
 /// `RateLimit-Policy: "name";q=<limit>;w=<window seconds>`.
 pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -110,53 +111,239 @@ pub(crate) fn retry_after_secs(decision: &Decision) -> u64 {
     ceil_secs(decision.retry_after().unwrap_or_default()).max(1)
 }
 
-/// A policy as configured: its name (checked by [`check_policy_name`]) and
-/// the window it advertises, if any.
+/// How a layer names and describes its policies: the configuration the
+/// [`Shape`]s of its responses are made from.
 #[derive(Debug, Clone)]
-pub(crate) struct Policy {
+pub(crate) struct Naming {
+    /// The layer's policy name (checked by [`check_policy_name`]): the item
+    /// name of a limiter of one unnamed limit, and the name in the logs.
     pub(crate) name: String,
+    /// The window the layer was told to advertise for a limiter of one
+    /// limit, in whole seconds; each limit's own window otherwise.
     pub(crate) window_secs: Option<u64>,
+    /// Name the items by the request's plan: `"pro"` for a plan of one
+    /// limit, `"pro/per-day"` for a composite plan's limit.
+    pub(crate) by_plan: bool,
 }
 
-impl Policy {
-    /// This policy's numbers after `decision`.
-    pub(crate) fn state(&self, decision: &Decision) -> PolicyState<'_> {
-        PolicyState {
-            name: &self.name,
-            window_secs: self.window_secs,
-            limit: decision.limit(),
-            remaining: decision.remaining(),
-            reset_secs: ceil_secs(decision.reset_after()),
+impl Naming {
+    /// The name of the item of a limit named `limit` (`None`: unnamed) in
+    /// plan `plan`; `None` when the name the configuration makes is not one
+    /// the headers can carry, and the layer's name stands in.
+    fn item_name(&self, plan: Option<&str>, limit: Option<&str>) -> String {
+        let name = match (plan.filter(|_| self.by_plan), limit) {
+            (Some(plan), Some(limit)) => format!("{plan}/{limit}"),
+            (Some(plan), None) => plan.to_owned(),
+            (None, Some(limit)) => limit.to_owned(),
+            (None, None) => return self.name.clone(),
+        };
+        // Plan and limit names are checked by their own rules, which are
+        // stricter than the headers' ones; this is for the unexpected.
+        if check_policy_name(&name).is_ok() { name } else { self.name.clone() }
+    }
+}
+
+/// A limiter's answer: a plain limiter's decision
+/// ([`RateLimiter::check_now`](crate::RateLimiter::check_now)), or a
+/// breakdown of each limit's.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// One unnamed limit, in no plan.
+    Plain(Decision),
+    Detailed(Breakdown),
+}
+
+impl Answer {
+    /// The decision of all the limits together.
+    pub(crate) fn decision(&self) -> Decision {
+        match self {
+            Self::Plain(decision) => *decision,
+            Self::Detailed(breakdown) => breakdown.decision(),
+        }
+    }
+
+    /// Limit `index`'s own decision.
+    fn nth(&self, index: usize) -> Decision {
+        match self {
+            Self::Plain(decision) => *decision,
+            Self::Detailed(breakdown) => breakdown.limits()[index].decision(),
+        }
+    }
+
+    /// Where [`Breakdown::binding`] is among the limits.
+    fn binding(&self) -> usize {
+        match self {
+            Self::Plain(_) => 0,
+            Self::Detailed(breakdown) => {
+                let binding = breakdown.binding();
+                breakdown.limits().iter().position(|limit| std::ptr::eq(limit, binding)).unwrap_or(0)
+            }
         }
     }
 }
 
-/// One policy's numbers for one response: one item of `RateLimit-Policy`
-/// and of `RateLimit`, and a candidate for the `X-RateLimit-*` trio.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PolicyState<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) window_secs: Option<u64>,
-    pub(crate) limit: u64,
-    pub(crate) remaining: u64,
-    /// Seconds (rounded up) until the allowance is full.
-    pub(crate) reset_secs: u64,
+/// What is the same on every response decided in one configuration of the
+/// limiter (one plan, for [`Plans`](crate::Plans)): each item's name and
+/// window, the `RateLimit-Policy` value and each item's
+/// `X-RateLimit-Limit`, made once. A breakdown [`fits`](Self::fits) a shape
+/// when its plan and each limit's name, limit and window are the shape's.
+#[derive(Debug)]
+pub(crate) struct Shape {
+    plan: Option<Box<str>>,
+    limits: Box<[ShapeLimit]>,
+    policy: HeaderValue,
 }
 
-/// The policy of `policies` a client is closest to running out of (the
-/// fewest remaining, the first of equals), and where it is in the list.
-/// `None` for an empty list.
-fn binding<'p, 'a>(policies: &'p [PolicyState<'a>]) -> Option<(usize, &'p PolicyState<'a>)> {
-    policies
-        .iter()
-        .enumerate()
-        .reduce(|tightest, next| if next.1.remaining < tightest.1.remaining { next } else { tightest })
+#[derive(Debug)]
+struct ShapeLimit {
+    /// The limit's own name, for [`Shape::fits`].
+    limit_name: Option<Box<str>>,
+    limit: u64,
+    window: Option<Duration>,
+    /// Its item's name in the fields.
+    name: Box<str>,
+    window_secs: Option<u64>,
+    x_limit: HeaderValue,
+    /// What its `RateLimit` item starts with: `"name";r=`, after `, ` for
+    /// all but the first.
+    ratelimit_prefix: Box<[u8]>,
 }
 
-/// The length of a list of one item per policy, each `item_len` long,
+impl Shape {
+    /// The shape of `breakdown`'s configuration, named by `naming`; its
+    /// values kept for the life of the process if `keep` (and there is room
+    /// left, see [`intern`]).
+    fn new(breakdown: &Breakdown, naming: &Naming, keep: bool) -> Self {
+        let one = breakdown.limits().len() == 1;
+        let limits: Box<[ShapeLimit]> = breakdown
+            .limits()
+            .iter()
+            .enumerate()
+            .map(|(index, limit)| {
+                let window_secs = match (naming.window_secs, limit.window()) {
+                    (Some(window), _) if one => Some(window),
+                    (_, window) => window.map(|window| ceil_secs(window).max(1)),
+                };
+                let value = limit.decision().limit();
+                let x_limit = if keep {
+                    let mut text = Value::with_len(decimal_len(value));
+                    text.decimal(value);
+                    intern(text)
+                } else {
+                    number(value)
+                };
+                let name = naming.item_name(breakdown.plan(), limit.name());
+                let separator = if index > 0 { ", " } else { "" };
+                ShapeLimit {
+                    limit_name: limit.name().map(Box::from),
+                    limit: value,
+                    window: limit.window(),
+                    ratelimit_prefix: format!("{separator}\"{name}\";r=").into_bytes().into_boxed_slice(),
+                    name: name.into_boxed_str(),
+                    window_secs,
+                    x_limit,
+                }
+            })
+            .collect();
+        let policy = policy_value(&limits);
+        let policy = if keep { intern(policy) } else { policy.finish() };
+        Self { plan: breakdown.plan().map(Box::from), limits, policy }
+    }
+
+    /// One unnamed limit, in no plan: what a plain limiter's decisions are.
+    fn is_plain(&self) -> bool {
+        self.plan.is_none() && self.limits.len() == 1 && self.limits[0].limit_name.is_none()
+    }
+
+    /// Whether `breakdown` was decided in this shape's configuration.
+    fn fits(&self, breakdown: &Breakdown) -> bool {
+        self.plan.as_deref() == breakdown.plan()
+            && self.limits.len() == breakdown.limits().len()
+            && self.limits.iter().zip(breakdown.limits()).all(|(shape, limit)| {
+                shape.limit == limit.decision().limit()
+                    && shape.window == limit.window()
+                    && shape.limit_name.as_deref() == limit.name()
+            })
+    }
+}
+
+/// The most shapes a layer keeps: one per plan, for a handful of plans. A
+/// limiter whose configurations are more (or whose limits change) has the
+/// values of the others made per response.
+const SHAPES: usize = 8;
+
+/// The [`Shape`]s a layer has met, each made once, read without a lock.
+#[derive(Debug, Default)]
+pub(crate) struct Shapes {
+    slots: [OnceLock<Shape>; SHAPES],
+    /// A shape of one unnamed limit in no plan has been made: the
+    /// limiter's [`Answer::Plain`]s have a shape to fit.
+    plain: AtomicBool,
+}
+
+/// A layer's configuration is cloned only while it is being built
+/// (`Arc::make_mut`), when its name or window may still change: a clone
+/// starts empty.
+impl Clone for Shapes {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl Shapes {
+    /// The shape `breakdown` fits, made now if it is new and there is room.
+    fn get(&self, breakdown: &Breakdown, naming: &Naming) -> Option<&Shape> {
+        for slot in &self.slots {
+            let shape = match slot.get() {
+                Some(shape) => shape,
+                None => slot.get_or_init(|| Shape::new(breakdown, naming, true)),
+            };
+            if shape.fits(breakdown) {
+                if shape.is_plain() && !self.plain.load(Relaxed) {
+                    self.plain.store(true, Relaxed);
+                }
+                return Some(shape);
+            }
+        }
+        None
+    }
+
+    /// Whether a plain limiter's decision would find its shape here: its
+    /// window has been learned from a breakdown.
+    pub(crate) fn knows_plain(&self) -> bool {
+        self.plain.load(Relaxed)
+    }
+
+    /// The shape of a plain decision of `limit`.
+    fn plain(&self, limit: u64) -> Option<&Shape> {
+        self.slots.iter().map_while(OnceLock::get).find(|shape| shape.is_plain() && shape.limits[0].limit == limit)
+    }
+
+    /// Calls `use_shape` with the shape of `answer` (for a plain decision,
+    /// the one learned from a breakdown of the same limit), or with one made
+    /// for this response alone.
+    pub(crate) fn with<R>(&self, answer: &Answer, naming: &Naming, use_shape: impl FnOnce(&Shape) -> R) -> R {
+        let kept = match answer {
+            Answer::Plain(decision) => self.plain(decision.limit()),
+            Answer::Detailed(breakdown) => self.get(breakdown, naming),
+        };
+        match (kept, answer) {
+            (Some(shape), _) => use_shape(shape),
+            (None, Answer::Detailed(breakdown)) => use_shape(&Shape::new(breakdown, naming, false)),
+            (None, Answer::Plain(decision)) => use_shape(&Shape::new(&Breakdown::from(*decision), naming, false)),
+        }
+    }
+}
+
+/// The length of a list of one item per limit, each `item_len` long,
 /// separated by ", ".
-fn list_len(policies: &[PolicyState<'_>], item_len: impl Fn(&PolicyState<'_>) -> usize) -> usize {
-    policies.iter().map(item_len).sum::<usize>() + 2 * policies.len().saturating_sub(1)
+fn list_len<T>(items: impl Iterator<Item = T>, item_len: impl Fn(T) -> usize) -> usize {
+    let (mut len, mut count) = (0, 0_usize);
+    for item in items {
+        len += item_len(item);
+        count += 1;
+    }
+    len + 2 * count.saturating_sub(1)
 }
 
 /// A policy name as an sf-string; [`check_policy_name`] made sure it needs
@@ -167,103 +354,47 @@ fn push_name(value: &mut Value, name: &str) {
     value.push(b"\"");
 }
 
-/// A list of one item per policy, separated by ", ": each item `item_len`
-/// long, written by `item`.
-fn list(
-    policies: &[PolicyState<'_>],
-    item_len: impl Fn(&PolicyState<'_>) -> usize,
-    item: impl Fn(&mut Value, &PolicyState<'_>),
-) -> Value {
-    let mut value = Value::with_len(list_len(policies, item_len));
-    for (index, state) in policies.iter().enumerate() {
+/// `RateLimit-Policy`: `"name";q=<limit>;w=<window>, ...`.
+fn policy_value(limits: &[ShapeLimit]) -> Value {
+    let len = list_len(limits.iter(), |limit| {
+        2 + limit.name.len() + 3 + decimal_len(limit.limit) + limit.window_secs.map_or(0, |w| 3 + decimal_len(w))
+    });
+    let mut value = Value::with_len(len);
+    for (index, limit) in limits.iter().enumerate() {
         if index > 0 {
             value.push(b", ");
         }
-        push_name(&mut value, state.name);
-        item(&mut value, state);
+        push_name(&mut value, &limit.name);
+        value.push(b";q=");
+        value.decimal(limit.limit);
+        if let Some(window) = limit.window_secs {
+            value.push(b";w=");
+            value.decimal(window);
+        }
     }
     value
 }
 
-/// `RateLimit-Policy`: `"name";q=<limit>;w=<window>, ...`.
-fn policy_value(policies: &[PolicyState<'_>]) -> Value {
-    list(
-        policies,
-        |state| {
-            2 + state.name.len() + 3 + decimal_len(state.limit) + state.window_secs.map_or(0, |w| 3 + decimal_len(w))
-        },
-        |value, state| {
-            value.push(b";q=");
-            value.decimal(state.limit);
-            if let Some(window) = state.window_secs {
-                value.push(b";w=");
-                value.decimal(window);
-            }
-        },
-    )
-}
-
 /// `RateLimit`: `"name";r=<remaining>;t=<reset>, ...`.
-fn ratelimit_value(policies: &[PolicyState<'_>]) -> Value {
-    list(
-        policies,
-        |state| 2 + state.name.len() + 3 + decimal_len(state.remaining) + 3 + decimal_len(state.reset_secs),
-        |value, state| {
-            value.push(b";r=");
-            value.decimal(state.remaining);
-            value.push(b";t=");
-            value.decimal(state.reset_secs);
-        },
-    )
-}
-
-/// The values that are the same on every response of a layer, made once
-/// from the first response's limits: `RateLimit-Policy`, and each policy's
-/// `X-RateLimit-Limit`. A response whose limits differ (a limiter whose
-/// limit changes) makes its own.
-#[derive(Debug, Default)]
-pub(crate) struct ConstantFields {
-    /// `None` inside: the process-wide room for kept values ran out.
-    values: OnceLock<Option<Constant>>,
-}
-
-#[derive(Debug)]
-struct Constant {
-    limits: Box<[u64]>,
-    policy: HeaderValue,
-    x_limits: Box<[HeaderValue]>,
-}
-
-impl ConstantFields {
-    fn get(&self, policies: &[PolicyState<'_>]) -> Option<&Constant> {
-        let constant = self
-            .values
-            .get_or_init(|| {
-                Some(Constant {
-                    limits: policies.iter().map(|state| state.limit).collect(),
-                    policy: intern(policy_value(policies))?,
-                    x_limits: policies
-                        .iter()
-                        .map(|state| {
-                            let mut text = Value::with_len(decimal_len(state.limit));
-                            text.decimal(state.limit);
-                            intern(text)
-                        })
-                        .collect::<Option<_>>()?,
-                })
-            })
-            .as_ref()?;
-        constant.limits.iter().eq(policies.iter().map(|state| &state.limit)).then_some(constant)
+fn ratelimit_value(shape: &Shape, answer: &Answer) -> HeaderValue {
+    let numbers = |index: usize| {
+        let decision = answer.nth(index);
+        (decision.remaining(), ceil_secs(decision.reset_after()))
+    };
+    let mut len = 0;
+    for (index, limit) in shape.limits.iter().enumerate() {
+        let (remaining, reset) = numbers(index);
+        len += limit.ratelimit_prefix.len() + decimal_len(remaining) + 3 + decimal_len(reset);
     }
-}
-
-/// A layer's configuration is cloned only while it is being built
-/// (`Arc::make_mut`), when its name or window may still change: a clone
-/// starts empty.
-impl Clone for ConstantFields {
-    fn clone(&self) -> Self {
-        Self::default()
+    let mut value = Value::with_len(len);
+    for (index, limit) in shape.limits.iter().enumerate() {
+        let (remaining, reset) = numbers(index);
+        value.push(&limit.ratelimit_prefix);
+        value.decimal(remaining);
+        value.push(b";t=");
+        value.decimal(reset);
     }
+    value.finish()
 }
 
 /// The rate-limit fields of one response: built as soon as the decisions
@@ -275,7 +406,7 @@ pub(crate) struct Fields {
     x_ratelimit: Option<XRateLimit>,
 }
 
-/// The `X-RateLimit-*` trio of the binding policy.
+/// The `X-RateLimit-*` trio of the binding limit.
 #[derive(Debug)]
 struct XRateLimit {
     remaining: u64,
@@ -285,23 +416,22 @@ struct XRateLimit {
 }
 
 impl Fields {
-    /// The fields of `set` for `policies`, one item each in the IETF pair
-    /// (in this order), and the tightest of them in the `X-` trio. What is
-    /// the same on every response comes from `constant`.
-    pub(crate) fn new(set: HeaderSet, policies: &[PolicyState<'_>], constant: &ConstantFields) -> Self {
-        let constant = constant.get(policies);
-        let ietf = set.ietf().then(|| {
-            let policy = match constant {
-                Some(constant) => constant.policy.clone(),
-                None => policy_value(policies).finish(),
-            };
-            [policy, ratelimit_value(policies).finish()]
-        });
-        let x_ratelimit = set.x_ratelimit().then(|| binding(policies)).flatten().map(|(index, state)| XRateLimit {
-            remaining: state.remaining,
-            limit_value: constant.map_or_else(|| number(state.limit), |constant| constant.x_limits[index].clone()),
-            remaining_value: number(state.remaining),
-            reset_value: number(state.reset_secs),
+    /// The fields of `set` for `answer`, decided in `shape`'s
+    /// configuration: one item per limit in the IETF pair (in the limits'
+    /// order), and the binding limit ([`Breakdown::binding`]: the one with
+    /// the longest wait when denied, else the fewest remaining) in the `X-`
+    /// trio.
+    pub(crate) fn new(set: HeaderSet, shape: &Shape, answer: &Answer) -> Self {
+        let ietf = set.ietf().then(|| [shape.policy.clone(), ratelimit_value(shape, answer)]);
+        let x_ratelimit = set.x_ratelimit().then(|| {
+            let index = answer.binding();
+            let decision = answer.nth(index);
+            XRateLimit {
+                remaining: decision.remaining(),
+                limit_value: shape.limits[index].x_limit.clone(),
+                remaining_value: number(decision.remaining()),
+                reset_value: number(ceil_secs(decision.reset_after())),
+            }
         });
         Self { ietf, x_ratelimit }
     }
@@ -345,33 +475,38 @@ impl Fields {
 
 /// 429 Too Many Requests with `Retry-After`, without the rate-limit fields
 /// (the caller adds them): an RFC 9457 problem body of the draft's
-/// "quota-exceeded" type naming the `violated` policies, with the numbers of
-/// the binding one (the fewest remaining) and `retry_after_secs`.
-pub(crate) fn too_many_requests(violated: &[PolicyState<'_>], retry_after_secs: u64) -> Response<String> {
+/// "quota-exceeded" type naming the violated policies (the limits that
+/// denied the request), with the numbers of the binding one and
+/// `retry_after_secs`.
+pub(crate) fn too_many_requests(shape: &Shape, answer: &Answer, retry_after_secs: u64) -> Response<String> {
     let mut body = String::with_capacity(256);
     body.push_str(concat!(
         r#"{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","#,
         r#""title":"Too Many Requests","status":429,"violated-policies":["#
     ));
-    for (index, state) in violated.iter().enumerate() {
+    let violated = shape.limits.iter().enumerate().filter(|&(index, _)| !answer.nth(index).is_allowed());
+    for (index, (_, shape_limit)) in violated.enumerate() {
         if index > 0 {
             body.push(',');
         }
         body.push('"');
-        body.push_str(state.name);
+        body.push_str(&shape_limit.name);
         body.push('"');
     }
     body.push(']');
-    if let Some((_, state)) = binding(violated) {
-        for (field, value) in [("limit", state.limit), ("remaining", state.remaining), ("reset", state.reset_secs)] {
-            body.push_str(",\"");
-            body.push_str(field);
-            body.push_str("\":");
-            body.push_str(Decimal::new(value).as_str());
-        }
+    let binding = answer.nth(answer.binding());
+    let numbers = [
+        ("limit", binding.limit()),
+        ("remaining", binding.remaining()),
+        ("reset", ceil_secs(binding.reset_after())),
+        ("retry_after", retry_after_secs),
+    ];
+    for (field, value) in numbers {
+        body.push_str(",\"");
+        body.push_str(field);
+        body.push_str("\":");
+        body.push_str(Decimal::new(value).as_str());
     }
-    body.push_str(r#","retry_after":"#);
-    body.push_str(Decimal::new(retry_after_secs).as_str());
     body.push('}');
     let mut response = problem(StatusCode::TOO_MANY_REQUESTS, body);
     response.headers_mut().insert(RETRY_AFTER, number(retry_after_secs));
@@ -387,13 +522,35 @@ pub(crate) fn missing_key() -> Response<String> {
     )
 }
 
-/// 503 Service Unavailable, for a limiter that answered with an error.
-pub(crate) fn limiter_failed() -> Response<String> {
-    problem(
-        StatusCode::SERVICE_UNAVAILABLE,
-        r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"the rate limiter is unavailable"}"#
-            .to_owned(),
-    )
+/// The answer to a limiter that failed with `error`:
+///
+/// - `500 Internal Server Error` for [`Error::UnknownPlan`]: the layer's
+///   plan extractor names a plan the limiter does not have. That is this
+///   server's configuration, not the client's doing and not something a
+///   retry fixes, so neither 4xx nor 503; the request is not admitted
+///   unlimited either.
+/// - `503 Service Unavailable` otherwise, with a `Retry-After` of the
+///   breaker's `retry_in` (rounded up, never 0) for
+///   [`Error::Unavailable`]: no answer can change before then.
+pub(crate) fn limiter_failed(error: &Error) -> Response<String> {
+    match error {
+        Error::UnknownPlan { .. } => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"type":"about:blank","title":"Internal Server Error","status":500,"detail":"the request's rate-limit plan is not configured"}"#
+                .to_owned(),
+        ),
+        _ => {
+            let mut response = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"the rate limiter is unavailable"}"#
+                    .to_owned(),
+            );
+            if let Error::Unavailable { retry_in, .. } = error {
+                response.headers_mut().insert(RETRY_AFTER, number(ceil_secs(*retry_in).max(1)));
+            }
+            response
+        }
+    }
 }
 
 fn problem(status: StatusCode, body: String) -> Response<String> {
@@ -429,6 +586,7 @@ impl Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Composite, FixedWindow, InMemory, ManualClock, Plans, Rate, TokenBucket};
 
     #[test]
     fn seconds_round_up_and_retry_after_is_never_zero() {
@@ -456,32 +614,49 @@ mod tests {
         }
     }
 
-    fn state(name: &str, limit: u64, remaining: u64, reset_secs: u64, window_secs: Option<u64>) -> PolicyState<'_> {
-        PolicyState { name, window_secs, limit, remaining, reset_secs }
+    fn naming(name: &str) -> Naming {
+        Naming { name: name.to_owned(), window_secs: None, by_plan: false }
     }
 
     fn values<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Vec<&'a str> {
         headers.get_all(name).iter().map(|value| value.to_str().unwrap()).collect()
     }
 
-    #[test]
-    fn several_policies_make_one_item_each_and_the_tightest_fills_the_x_fields() {
-        let policies = [state("per-second", 10, 7, 1, Some(1)), state("per-day", 1000, 3, 86_400, Some(86_400))];
+    /// 10 a second and 1000 a day, at 0.5 s on a manual clock.
+    fn per_second_and_day() -> InMemory<Composite, ManualClock> {
+        let composite = Composite::new("per-second", TokenBucket::new(10, Rate::per_second(10)).unwrap())
+            .unwrap()
+            .with("per-day", FixedWindow::new(Rate::per_day(1_000)).unwrap())
+            .unwrap();
+        InMemory::with_clock(composite, ManualClock::starting_at(Duration::from_millis(500)))
+    }
+
+    fn written(set: HeaderSet, shapes: &Shapes, naming: &Naming, breakdown: &Breakdown) -> HeaderMap {
+        let answer = Answer::Detailed(breakdown.clone());
         let mut headers = HeaderMap::new();
-        Fields::new(HeaderSet::Both, &policies, &ConstantFields::default()).write(&mut headers);
+        shapes.with(&answer, naming, |shape| Fields::new(set, shape, &answer)).write(&mut headers);
+        headers
+    }
+
+    #[test]
+    fn a_composite_makes_one_item_per_limit_and_the_binding_one_fills_the_x_fields() {
+        let limiter = per_second_and_day();
+        let breakdown = limiter.check_detailed_sync("alice", 4, None).unwrap();
+        let headers = written(HeaderSet::Both, &Shapes::default(), &naming("api"), &breakdown);
         assert_eq!(values(&headers, &RATELIMIT_POLICY), [r#""per-second";q=10;w=1, "per-day";q=1000;w=86400"#]);
-        assert_eq!(values(&headers, &RATELIMIT), [r#""per-second";r=7;t=1, "per-day";r=3;t=86400"#]);
-        assert_eq!(values(&headers, &X_RATELIMIT_LIMIT), ["1000"]);
-        assert_eq!(values(&headers, &X_RATELIMIT_REMAINING), ["3"]);
-        assert_eq!(values(&headers, &X_RATELIMIT_RESET), ["86400"]);
+        // The day's window is fixed: it ends 86 399.5 s from now, rounded up.
+        assert_eq!(values(&headers, &RATELIMIT), [r#""per-second";r=6;t=1, "per-day";r=996;t=86400"#]);
+        assert_eq!(values(&headers, &X_RATELIMIT_LIMIT), ["10"]);
+        assert_eq!(values(&headers, &X_RATELIMIT_REMAINING), ["6"]);
+        assert_eq!(values(&headers, &X_RATELIMIT_RESET), ["1"]);
     }
 
     #[test]
     fn each_header_set_writes_its_fields_only() {
-        let policies = [state("api", 3, 2, 9, None)];
+        let limiter = per_second_and_day();
+        let breakdown = limiter.check_detailed_sync("alice", 1, None).unwrap();
         let written = |set| {
-            let mut headers = HeaderMap::new();
-            Fields::new(set, &policies, &ConstantFields::default()).write(&mut headers);
+            let headers = written(set, &Shapes::default(), &naming("api"), &breakdown);
             let mut names: Vec<_> = headers.keys().map(HeaderName::as_str).map(str::to_owned).collect();
             names.sort();
             names
@@ -492,43 +667,108 @@ mod tests {
     }
 
     #[test]
-    fn a_long_list_of_policies_is_written_whole() {
-        let names: Vec<String> = (0..20).map(|n| format!("policy-number-{n:02}")).collect();
-        let policies: Vec<_> = names.iter().map(|name| state(name, 1_000_000, 999_999, 60, Some(60))).collect();
-        let mut headers = HeaderMap::new();
-        Fields::new(HeaderSet::Ietf, &policies, &ConstantFields::default()).write(&mut headers);
-        let expected: Vec<String> = names.iter().map(|name| format!("\"{name}\";q=1000000;w=60")).collect();
-        assert_eq!(values(&headers, &RATELIMIT_POLICY), [expected.join(", ")]);
+    fn the_longest_composite_is_written_whole() {
+        let names: Vec<String> = (0..Composite::MAX_LIMITS).map(|n| format!("policy-number-{n:02}")).collect();
+        let limits = names.iter().map(|name| (name.clone(), FixedWindow::new(Rate::per_minute(1_000_000)).unwrap()));
+        let limiter = InMemory::with_clock(Composite::from_limits(limits).unwrap(), ManualClock::new());
+        let breakdown = limiter.check_detailed_sync("alice", 1, None).unwrap();
+        let headers = written(HeaderSet::Ietf, &Shapes::default(), &naming("api"), &breakdown);
+        let policy: Vec<String> = names.iter().map(|name| format!("\"{name}\";q=1000000;w=60")).collect();
+        let ratelimit: Vec<String> = names.iter().map(|name| format!("\"{name}\";r=999999;t=60")).collect();
+        assert_eq!(values(&headers, &RATELIMIT_POLICY), [policy.join(", ")]);
+        assert_eq!(values(&headers, &RATELIMIT), [ratelimit.join(", ")]);
     }
 
     #[test]
-    fn values_kept_for_the_first_limits_are_used_only_for_the_same_limits() {
-        let constant = ConstantFields::default();
-        let written = |limit, remaining| {
-            let mut headers = HeaderMap::new();
-            Fields::new(HeaderSet::Both, &[state("api", limit, remaining, 1, Some(1))], &constant).write(&mut headers);
-            [RATELIMIT_POLICY, RATELIMIT, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING]
-                .map(|name| headers[&name].to_str().unwrap().to_owned())
-        };
+    fn each_plan_has_a_shape_of_its_own_and_can_name_the_policies() {
+        let plans = Plans::new("free", TokenBucket::new(2, Rate::per_second(2)).unwrap())
+            .unwrap()
+            .plan("pro", per_second_and_day().algorithm().clone())
+            .unwrap();
+        let limiter = InMemory::with_clock(plans, ManualClock::new());
+        // A layer's naming is fixed: one set of shapes per naming.
+        let (shapes, by_plan_shapes) = (Shapes::default(), Shapes::default());
+        let by_plan = Naming { by_plan: true, ..naming("api") };
         for _ in 0..2 {
-            assert_eq!(written(100_000, 99_999), [r#""api";q=100000;w=1"#, r#""api";r=99999;t=1"#, "100000", "99999"]);
+            let free = limiter.check_detailed_sync("alice", 0, Some("free")).unwrap();
+            let pro = limiter.check_detailed_sync("bob", 0, Some("pro")).unwrap();
+            let headers = written(HeaderSet::Ietf, &shapes, &naming("api"), &free);
+            assert_eq!(values(&headers, &RATELIMIT_POLICY), [r#""api";q=2;w=1"#]);
+            let headers = written(HeaderSet::Ietf, &shapes, &naming("api"), &pro);
+            assert_eq!(values(&headers, &RATELIMIT_POLICY), [r#""per-second";q=10;w=1, "per-day";q=1000;w=86400"#]);
+            let headers = written(HeaderSet::Ietf, &by_plan_shapes, &by_plan, &free);
+            assert_eq!(values(&headers, &RATELIMIT_POLICY), [r#""free";q=2;w=1"#]);
+            let headers = written(HeaderSet::Ietf, &by_plan_shapes, &by_plan, &pro);
+            assert_eq!(
+                values(&headers, &RATELIMIT_POLICY),
+                [r#""pro/per-second";q=10;w=1, "pro/per-day";q=1000;w=86400"#]
+            );
         }
-        assert_eq!(written(7, 6), [r#""api";q=7;w=1"#, r#""api";r=6;t=1"#, "7", "6"]);
+        // Made once per plan, and kept.
+        for shapes in [shapes, by_plan_shapes] {
+            assert_eq!(shapes.slots.iter().filter(|slot| slot.get().is_some()).count(), 2);
+        }
     }
 
     #[test]
-    fn the_429_body_names_every_violated_policy_with_the_binding_ones_numbers() {
-        let violated = [state("per-second", 10, 0, 1, Some(1)), state("per-day", 1000, 0, 86_400, None)];
-        let response = too_many_requests(&violated, 1);
+    fn a_layer_window_is_advertised_for_one_limit_and_each_limits_own_otherwise() {
+        let single = InMemory::with_clock(FixedWindow::new(Rate::per_minute(3)).unwrap(), ManualClock::new());
+        let breakdown = single.check_detailed_sync("alice", 1, None).unwrap();
+        let told = Naming { window_secs: Some(7), ..naming("api") };
+        let headers = written(HeaderSet::Ietf, &Shapes::default(), &told, &breakdown);
+        assert_eq!(values(&headers, &RATELIMIT_POLICY), [r#""api";q=3;w=7"#]);
+        let headers = written(HeaderSet::Ietf, &Shapes::default(), &naming("api"), &breakdown);
+        assert_eq!(values(&headers, &RATELIMIT_POLICY), [r#""api";q=3;w=60"#]);
+        // A limiter that does not say its window advertises none.
+        let breakdown = Breakdown::from(Decision::allowed(3, 2, 1_000_000, 0));
+        let headers = written(HeaderSet::Ietf, &Shapes::default(), &naming("api"), &breakdown);
+        assert_eq!(values(&headers, &RATELIMIT_POLICY), [r#""api";q=3"#]);
+    }
+
+    #[test]
+    fn more_shapes_than_a_layer_keeps_are_written_all_the_same() {
+        let shapes = Shapes::default();
+        for limit in 1..=2 * SHAPES as u64 {
+            let breakdown = Breakdown::from(Decision::allowed(limit, limit - 1, 1_000_000, 0));
+            let headers = written(HeaderSet::Both, &shapes, &naming("api"), &breakdown);
+            assert_eq!(values(&headers, &RATELIMIT_POLICY), [format!(r#""api";q={limit}"#)]);
+            assert_eq!(values(&headers, &X_RATELIMIT_LIMIT), [limit.to_string()]);
+        }
+    }
+
+    #[test]
+    fn the_429_body_names_every_violated_limit_with_the_binding_ones_numbers() {
+        let limiter = per_second_and_day();
+        let _ = limiter.check_detailed_sync("alice", 10, None).unwrap();
+        let breakdown = limiter.check_detailed_sync("alice", 1, None).unwrap();
+        assert!(!breakdown.decision().is_allowed());
+        let answer = Answer::Detailed(breakdown);
+        let response = Shapes::default().with(&answer, &naming("api"), |shape| too_many_requests(shape, &answer, 1));
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[RETRY_AFTER], "1");
         assert_eq!(
             response.body(),
             concat!(
                 r#"{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","#,
-                r#""title":"Too Many Requests","status":429,"violated-policies":["per-second","per-day"],"#,
+                r#""title":"Too Many Requests","status":429,"violated-policies":["per-second"],"#,
                 r#""limit":10,"remaining":0,"reset":1,"retry_after":1}"#
             )
         );
+    }
+
+    #[test]
+    fn an_open_breaker_is_answered_503_with_its_retry_in_and_an_unknown_plan_500() {
+        let unavailable = |retry_in| Error::Unavailable { backend: "redis", retry_in };
+        let response = limiter_failed(&unavailable(Duration::from_millis(2_500)));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "3");
+        assert_eq!(limiter_failed(&unavailable(Duration::from_nanos(1))).headers()[RETRY_AFTER], "1");
+        assert_eq!(limiter_failed(&unavailable(Duration::ZERO)).headers()[RETRY_AFTER], "1");
+        let response = limiter_failed(&Error::Timeout(Duration::from_secs(1)));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().get(RETRY_AFTER).is_none());
+        let response = limiter_failed(&Error::UnknownPlan { plan: "gold".into() });
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(RETRY_AFTER).is_none());
     }
 }

@@ -1,5 +1,6 @@
 //! Which allowance a request draws on: [`KeyExtractor`] and [`MissingKey`].
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -253,6 +254,33 @@ impl fmt::Write for Key {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.push(s.as_bytes());
         Ok(())
+    }
+}
+
+/// The layer's function from a request's head to its plan's name.
+#[derive(Clone)]
+pub(crate) struct PlanExtractor(Arc<PlanFn>);
+
+type PlanFn = dyn Fn(&Parts) -> Option<Cow<'static, str>> + Send + Sync;
+
+impl PlanExtractor {
+    pub(crate) fn new<F, R>(plan: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<R> + Send + Sync + 'static,
+        R: Into<Cow<'static, str>>,
+    {
+        Self(Arc::new(move |parts| plan(parts).map(Into::into)))
+    }
+
+    /// The plan the request whose head is `parts` names, if any.
+    pub(crate) fn plan(&self, parts: &Parts) -> Option<Cow<'static, str>> {
+        (self.0)(parts)
+    }
+}
+
+impl fmt::Debug for PlanExtractor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PlanExtractor(..)")
     }
 }
 

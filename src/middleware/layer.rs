@@ -1,11 +1,13 @@
 //! [`RateLimitLayer`]: the configuration, applied to a service.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::headers::{ConstantFields, Policy, ceil_secs, check_policy_name};
+use super::headers::{Naming, Shapes, ceil_secs, check_policy_name};
+use super::key::PlanExtractor;
 use super::log::Log;
 use super::{HeaderSet, KeyExtractor, MissingKey, RateLimit};
 use crate::observe::Requests;
@@ -47,9 +49,10 @@ pub(crate) struct Config {
     pub(crate) limiter: Arc<dyn RateLimiter>,
     pub(crate) key: KeyExtractor,
     pub(crate) missing_key: MissingKey,
-    pub(crate) policy: Policy,
+    pub(crate) plan: Option<PlanExtractor>,
+    pub(crate) naming: Naming,
     pub(crate) headers: HeaderSet,
-    pub(crate) constant: ConstantFields,
+    pub(crate) shapes: Shapes,
     pub(crate) check_timeout: Option<Duration>,
     pub(crate) log: Log,
     pub(crate) requests: Requests,
@@ -62,15 +65,16 @@ impl RateLimitLayer {
     /// `"default"`, advertises no window, and the IETF draft's header fields
     /// are written ([`HeaderSet::Ietf`]).
     pub fn new(limiter: Arc<dyn RateLimiter>, key: KeyExtractor) -> Self {
-        let policy = Policy { name: "default".to_owned(), window_secs: None };
+        let naming = Naming { name: "default".to_owned(), window_secs: None, by_plan: false };
         Self {
             config: Arc::new(Config {
                 limiter,
                 key,
                 missing_key: MissingKey::Reject,
-                policy,
+                plan: None,
+                naming,
                 headers: HeaderSet::default(),
-                constant: ConstantFields::default(),
+                shapes: Shapes::default(),
                 check_timeout: None,
                 log: Log::new(),
                 requests: Requests::default(),
@@ -86,8 +90,11 @@ impl RateLimitLayer {
     }
 
     /// The policy's name in the `RateLimit-Policy` and `RateLimit` headers
-    /// and in the 429 body. Give each layer its own name when several limit
-    /// the same request, so a client can tell their headers apart.
+    /// and in the 429 body, for a limiter of one limit, and in the logs.
+    /// Give each layer its own name when several limit the same request, so
+    /// a client can tell their headers apart. The limits of a
+    /// [`Composite`](crate::Composite) are named by their own names instead
+    /// (see also [`policy_name_from_plan`](Self::policy_name_from_plan)).
     ///
     /// # Errors
     ///
@@ -95,17 +102,63 @@ impl RateLimitLayer {
     /// name or one with characters other than printable ASCII, `"` or `\`.
     pub fn policy_name(mut self, name: &str) -> Result<Self> {
         check_policy_name(name)?;
-        Arc::make_mut(&mut self.config).policy.name = name.to_owned();
+        Arc::make_mut(&mut self.config).naming.name = name.to_owned();
         Ok(self)
     }
 
     /// The time window advertised as `w` in `RateLimit-Policy`, in whole
-    /// seconds rounded up (at least 1). The limiter's algorithm is hidden
-    /// behind `dyn RateLimiter`, so the layer cannot infer it: pass the
-    /// rate's period for windows and logs, or the time a bucket takes to
-    /// refill from empty. Without it `w` is left out (it is optional).
+    /// seconds rounded up (at least 1), for a limiter of one limit. Without
+    /// it each limit advertises its own
+    /// ([`Limit::window`](crate::Limit::window): the period of a window or
+    /// log, the time a bucket takes to refill from empty), as tollgate's
+    /// backends report it; a limiter of your own that does not report it
+    /// advertises none (`w` is optional).
     pub fn window(mut self, window: Duration) -> Self {
-        Arc::make_mut(&mut self.config).policy.window_secs = Some(ceil_secs(window).max(1));
+        Arc::make_mut(&mut self.config).naming.window_secs = Some(ceil_secs(window).max(1));
+        self
+    }
+
+    /// Chooses each request's [plan](crate::Plans) with `plan`, a function
+    /// of the request's head (say, of its API key's prefix), before the
+    /// limiter is asked. `None` leaves the choice to the limiter: its own
+    /// resolver, or the default plan.
+    ///
+    /// A plan the limiter does not have is a misconfiguration of this
+    /// server, not the client's doing: the request is answered `500
+    /// Internal Server Error` (not 503, which invites retries that cannot
+    /// succeed; not admitted unlimited, which would fail open), logged as a
+    /// limiter error, with [`Error::UnknownPlan`](crate::Error::UnknownPlan)
+    /// in the response's extensions.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate::middleware::{KeyExtractor, RateLimitLayer};
+    /// use tollgate::{Composite, FixedWindow, InMemory, Plans, Rate, TokenBucket};
+    ///
+    /// let plans = Plans::new("free", TokenBucket::new(5, Rate::per_second(5))?)?
+    ///     .plan("pro", TokenBucket::new(50, Rate::per_second(50))?)?;
+    /// let layer = RateLimitLayer::new(Arc::new(InMemory::new(plans)), KeyExtractor::header(http::HeaderName::from_static("x-api-key")))
+    ///     .plan_from_fn(|parts| {
+    ///         let key = parts.headers.get("x-api-key")?.to_str().ok()?;
+    ///         Some(if key.starts_with("pro_") { "pro" } else { "free" })
+    ///     })
+    ///     .policy_name_from_plan();
+    /// # Ok::<(), tollgate::Error>(())
+    /// ```
+    pub fn plan_from_fn<F, R>(mut self, plan: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<R> + Send + Sync + 'static,
+        R: Into<Cow<'static, str>>,
+    {
+        Arc::make_mut(&mut self.config).plan = Some(PlanExtractor::new(plan));
+        self
+    }
+
+    /// Names the policies by the request's plan: `"pro"` for a plan of one
+    /// limit, `"pro/per-day"` for the limit `per-day` of a composite plan.
+    /// Responses of a limiter without plans are named as without this.
+    pub fn policy_name_from_plan(mut self) -> Self {
+        Arc::make_mut(&mut self.config).naming.by_plan = true;
         self
     }
 

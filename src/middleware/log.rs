@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
+use http::StatusCode;
 use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 
@@ -28,7 +29,7 @@ pub(crate) struct Log {
     missing_key: Gate,
     /// One per kind of limiter error: a timeout and a refused connection are
     /// different causes.
-    limiter_errors: [Gate; 4],
+    limiter_errors: [Gate; 6],
     /// The limiter's last answer was an error.
     failing: AtomicBool,
 }
@@ -75,14 +76,17 @@ impl Log {
         }
     }
 
-    /// The limiter failed and the request was answered 503.
-    pub(crate) fn limiter_failed(&self, policy: &str, error: &Error) {
+    /// The limiter failed and the request was answered `status` (503, or
+    /// 500 for a plan the limiter does not have).
+    pub(crate) fn limiter_failed(&self, policy: &str, error: &Error, status: StatusCode) {
         self.failing.store(true, Relaxed);
         let gate = &self.limiter_errors[match error {
             Error::Timeout(_) => 0,
             Error::Backend { .. } => 1,
             Error::UnexpectedReply(_) => 2,
-            _ => 3,
+            Error::UnknownPlan { .. } => 3,
+            Error::Unavailable { .. } => 4,
+            _ => 5,
         }];
         match gate.pass(self.now_ms()) {
             Some(suppressed) => warn!(
@@ -90,14 +94,14 @@ impl Log {
                 policy,
                 %error,
                 suppressed,
-                "the rate limiter failed; the request was answered 503 Service Unavailable \
+                "the rate limiter failed; the request was answered {status} \
                  (at most one warning a minute for this kind of error; the rest are at debug)"
             ),
             None => debug!(
                 target: "tollgate::middleware",
                 policy,
                 %error,
-                "the rate limiter failed; the request was answered 503 Service Unavailable"
+                "the rate limiter failed; the request was answered {status}"
             ),
         }
     }

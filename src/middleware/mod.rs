@@ -15,10 +15,20 @@
 //!   ([`MissingKey`]);
 //! - **limiter error** (after the backend's own failure policy, such as the
 //!   Redis backend failing open, has had its say): answers `503 Service
-//!   Unavailable`, with the error as an `Arc<tollgate::Error>` in the
-//!   response's extensions for logging layers. It never panics, and waits
-//!   no longer than the backend's own timeout, or
-//!   [`RateLimitLayer::check_timeout`] if that is set.
+//!   Unavailable` (with a `Retry-After` of the breaker's `retry_in` when the
+//!   Redis circuit breaker is open), or `500 Internal Server Error` for a
+//!   plan the limiter does not have (see [`RateLimitLayer::plan_from_fn`]),
+//!   with the error as an `Arc<tollgate::Error>` in the response's
+//!   extensions for logging layers. It never panics, and waits no longer
+//!   than the backend's own timeout, or [`RateLimitLayer::check_timeout`] if
+//!   that is set.
+//!
+//! The layer asks [`RateLimiter::check_detailed`](crate::RateLimiter::check_detailed)
+//! (at once, without a future, where the limiter can answer at once:
+//! [`check_now`](crate::RateLimiter::check_now) and
+//! [`check_detailed_now`](crate::RateLimiter::check_detailed_now)), so a
+//! [`Composite`](crate::Composite) shows each of its limits, and a request
+//! can be decided in a [plan](crate::Plans) of its own.
 //!
 //! With axum, add the layer with `Router::route_layer`, not `Router::layer`:
 //! `layer` also wraps the router's fallback, so a request to a path that
@@ -29,18 +39,25 @@
 //!
 //! | header | written with | value |
 //! |---|---|---|
-//! | `RateLimit-Policy` | [`HeaderSet::Ietf`], [`HeaderSet::Both`] (default) | `"<name>";q=<limit>;w=<window>` (`w` only if [`RateLimitLayer::window`] was set) |
-//! | `RateLimit` | [`HeaderSet::Ietf`], [`HeaderSet::Both`] (default) | `"<name>";r=<remaining>;t=<seconds until the allowance is full>` |
-//! | `X-RateLimit-Limit` | [`HeaderSet::XRateLimit`], [`HeaderSet::Both`] | the limit |
-//! | `X-RateLimit-Remaining` | [`HeaderSet::XRateLimit`], [`HeaderSet::Both`] | remaining after this request |
-//! | `X-RateLimit-Reset` | [`HeaderSet::XRateLimit`], [`HeaderSet::Both`] | seconds until the allowance is full |
-//! | `Retry-After` | always, on 429 only | seconds until the same request would be admitted |
+//! | `RateLimit-Policy` | [`HeaderSet::Ietf`], [`HeaderSet::Both`] (default) | `"<name>";q=<limit>;w=<window>`, one item per limit |
+//! | `RateLimit` | [`HeaderSet::Ietf`], [`HeaderSet::Both`] (default) | `"<name>";r=<remaining>;t=<seconds until the allowance is full>`, one item per limit |
+//! | `X-RateLimit-Limit` | [`HeaderSet::XRateLimit`], [`HeaderSet::Both`] | the binding limit's limit |
+//! | `X-RateLimit-Remaining` | [`HeaderSet::XRateLimit`], [`HeaderSet::Both`] | its remaining after this request |
+//! | `X-RateLimit-Reset` | [`HeaderSet::XRateLimit`], [`HeaderSet::Both`] | seconds until its allowance is full |
+//! | `Retry-After` | always, on 429 only | seconds until the same request would pass every limit |
 //!
 //! Every number of seconds is whole and rounded up; `Retry-After` is never 0.
 //! `RateLimit-Policy` and `RateLimit` follow
-//! [draft-ietf-httpapi-ratelimit-headers-11](https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/11/):
-//! with several layers each appends its own policy item, while the
-//! `X-RateLimit-*` trio shows the policy with the fewest remaining.
+//! [draft-ietf-httpapi-ratelimit-headers-11](https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/11/).
+//! Items are named by [`RateLimitLayer::policy_name`] for a limiter of one
+//! limit, by each limit's own name for a composite, or by the plan
+//! ([`RateLimitLayer::policy_name_from_plan`]); `w` is each limit's own
+//! window ([`RateLimitLayer::window`] overrides it for one limit). The
+//! binding limit ([`Breakdown::binding`](crate::Breakdown::binding): the
+//! longest wait when denied, else the fewest remaining) fills the
+//! `X-RateLimit-*` trio and the 429 body's numbers. With several layers
+//! each appends its own field line, while the trio shows the policy with
+//! the fewest remaining.
 //!
 //! ## Logging
 //!

@@ -1,5 +1,6 @@
 //! [`RateLimit`]: the service, and the future of its response.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -14,12 +15,12 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::MissingKey;
-use super::headers::{Fields, limiter_failed, missing_key, retry_after_secs, too_many_requests};
+use super::headers::{Answer, Fields, limiter_failed, missing_key, retry_after_secs, too_many_requests};
 use super::key::Key;
 use super::layer::Config;
 use super::log::Log;
 use crate::observe::Answered;
-use crate::{Decision, Error, Result};
+use crate::{Breakdown, Error, Result};
 
 /// A service that admits requests through a rate limiter; made by
 /// [`RateLimitLayer`](super::RateLimitLayer).
@@ -29,7 +30,7 @@ use crate::{Decision, Error, Result};
 /// tower issue #794).
 ///
 /// Its responses have the inner service's body type: the ones the middleware
-/// writes itself (400, 429, 503, with a JSON problem body) are made with
+/// writes itself (400, 429, 500, 503, with a JSON problem body) are made with
 /// `From<String>`, which axum's `Body`, `http_body_util::Full<Bytes>` and
 /// `String` implement. A body of its own type, rather than a wrapper around
 /// the inner one, is what axum passes on as it is; it boxes any other, on
@@ -37,8 +38,11 @@ use crate::{Decision, Error, Result};
 /// in a proxy, can map its body into axum's `Body` first.)
 ///
 /// `poll_ready` only asks the inner service; it takes nothing from the
-/// limiter. `call` asks the limiter at once. When the answer is there
-/// already, as it always is in memory, the request goes straight to the
+/// limiter. `call` asks the limiter at once, without a future when the
+/// limiter can answer at once
+/// ([`check_now`](crate::RateLimiter::check_now),
+/// [`check_detailed_now`](crate::RateLimiter::check_detailed_now): in
+/// memory it always can). When the answer is there, the request goes straight to the
 /// inner service that `poll_ready` made ready (or is answered 429). When the
 /// limiter has to wait (Redis), or the leaky bucket holds the request, `call`
 /// takes that ready service with the request and leaves a clone in its
@@ -82,24 +86,25 @@ impl<S: Clone> RateLimit<S> {
     }
 }
 
-type Check = Pin<Box<dyn Future<Output = Result<Decision>> + Send>>;
+type Check = Pin<Box<dyn Future<Output = Result<Breakdown>> + Send>>;
 
 /// What a check means for its request.
 enum Verdict {
     /// Pass it on after `wait` (the leaky bucket's hold), and add `fields`
     /// to the response.
     Pass { wait: Duration, fields: Fields },
-    /// Answer it with this (429 or 503).
+    /// Answer it with this (429, 500 or 503).
     Respond(Response<String>),
 }
 
 impl Config {
-    /// Asks the limiter about `key`, within the check timeout if one is set.
-    fn check(&self, key: Key) -> Check {
+    /// Asks the limiter about `key` in `plan`, for a limiter that could not
+    /// answer at once: within the check timeout if one is set.
+    fn check(&self, key: Key, plan: Option<Cow<'static, str>>) -> Check {
         let limiter = Arc::clone(&self.limiter);
         let timeout = self.check_timeout;
         Box::pin(async move {
-            let check = limiter.check(key.as_str());
+            let check = limiter.check_detailed(key.as_str(), 1, plan.as_deref());
             match timeout {
                 None => check.await,
                 Some(limit) => tokio::time::timeout(limit, check).await.unwrap_or(Err(Error::Timeout(limit))),
@@ -107,35 +112,34 @@ impl Config {
         })
     }
 
-    fn verdict(&self, result: Result<Decision>) -> Verdict {
-        let name = &self.policy.name;
-        let decision = match result {
-            Ok(decision) => {
+    fn verdict(&self, result: Result<Answer>) -> Verdict {
+        let name = &self.naming.name;
+        let answer = match result {
+            Ok(answer) => {
                 self.log.limiter_answered(name);
-                decision
+                answer
             }
             Err(error) => {
-                self.log.limiter_failed(name, &error);
+                let mut response = limiter_failed(&error);
+                self.log.limiter_failed(name, &error, response.status());
                 self.requests.answered(name, Answered::Error);
-                let mut response = limiter_failed();
                 response.extensions_mut().insert(Arc::new(error));
                 return Verdict::Respond(response);
             }
         };
-        let policies = [self.policy.state(&decision)];
-        if decision.is_allowed() {
-            self.requests.answered(name, Answered::Allowed);
-            return Verdict::Pass {
-                wait: decision.wait(),
-                fields: Fields::new(self.headers, &policies, &self.constant),
-            };
-        }
-        let retry_after = retry_after_secs(&decision);
-        Log::denied(name, retry_after);
-        self.requests.answered(name, Answered::Denied);
-        let mut response = too_many_requests(&policies, retry_after);
-        Fields::new(self.headers, &policies, &self.constant).write(response.headers_mut());
-        Verdict::Respond(response)
+        self.shapes.with(&answer, &self.naming, |shape| {
+            let decision = answer.decision();
+            if decision.is_allowed() {
+                self.requests.answered(name, Answered::Allowed);
+                return Verdict::Pass { wait: decision.wait(), fields: Fields::new(self.headers, shape, &answer) };
+            }
+            let retry_after = retry_after_secs(&decision);
+            Log::denied(name, retry_after);
+            self.requests.answered(name, Answered::Denied);
+            let mut response = too_many_requests(shape, &answer, retry_after);
+            Fields::new(self.headers, shape, &answer).write(response.headers_mut());
+            Verdict::Respond(response)
+        })
     }
 }
 
@@ -153,38 +157,63 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
         let (parts, body) = request.into_parts();
-        let key = self.config.key.key(&parts).or_else(|| match &self.config.missing_key {
+        let key = config.key.key(&parts).or_else(|| match &config.missing_key {
             MissingKey::Fallback(key) => Some(Key::from(key.as_str())),
             MissingKey::Reject => None,
         });
+        let plan = config.plan.as_ref().and_then(|plan| plan.plan(&parts));
         let request = Request::from_parts(parts, body);
         let Some(key) = key else {
-            self.config.log.missing_key(&self.config.policy.name, &self.config.key);
-            self.config.requests.answered(&self.config.policy.name, Answered::NoKey);
+            config.log.missing_key(&config.naming.name, &config.key);
+            config.requests.answered(&config.naming.name, Answered::NoKey);
             return ResponseFuture::respond(missing_key());
         };
-        // Polled once here: an answer that is there already (in memory it
-        // always is) lets the request go to the ready inner service now,
-        // with no clone of it and no state kept for later. A check that
-        // waits is polled again with the task's waker when the response
-        // future is, and a future wakes the waker of its latest poll.
-        let mut check = self.config.check(key);
-        let state = match check.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(result) => match self.config.verdict(result) {
-                Verdict::Pass { wait, fields } if wait.is_zero() => {
-                    State::Calling { response: self.inner.call(request), fields: Some(fields) }
+        // A limiter that answers at once (in memory) answers here, with no
+        // future boxed for it; the request goes to the inner service that
+        // `poll_ready` made ready, with no clone of it and no state kept
+        // for later. A plain one answers with its decision alone, once a
+        // breakdown has told the layer its window.
+        let plain = match plan {
+            None if config.shapes.knows_plain() => config.limiter.check_now(key.as_str(), 1),
+            _ => None,
+        };
+        let now = match plain {
+            Some(result) => Some(result.map(Answer::Plain)),
+            None => config
+                .limiter
+                .check_detailed_now(key.as_str(), 1, plan.as_deref())
+                .map(|result| result.map(Answer::Detailed)),
+        };
+        let verdict = match now {
+            Some(result) => config.verdict(result),
+            None => {
+                // Polled once here all the same: an answer may be there
+                // already. A check that waits is polled again with the
+                // task's waker when the response future is, and a future
+                // wakes the waker of its latest poll.
+                let mut check = config.check(key, plan);
+                match check.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(result) => config.verdict(result.map(Answer::Detailed)),
+                    Poll::Pending => {
+                        let held = Some((self.take_ready(), request));
+                        let config = Arc::clone(&self.config);
+                        return ResponseFuture { state: State::Checking { check, held, config } };
+                    }
                 }
-                Verdict::Pass { wait, fields } => State::Holding {
-                    sleep: tokio::time::sleep(wait),
-                    held: Some((self.take_ready(), request)),
-                    fields: Some(fields),
-                },
-                Verdict::Respond(response) => State::Respond { response: Some(response) },
-            },
-            Poll::Pending => {
-                State::Checking { check, held: Some((self.take_ready(), request)), config: Arc::clone(&self.config) }
             }
+        };
+        let state = match verdict {
+            Verdict::Pass { wait, fields } if wait.is_zero() => {
+                State::Calling { response: self.inner.call(request), fields: Some(fields) }
+            }
+            Verdict::Pass { wait, fields } => State::Holding {
+                sleep: tokio::time::sleep(wait),
+                held: Some((self.take_ready(), request)),
+                fields: Some(fields),
+            },
+            Verdict::Respond(response) => State::Respond { response: Some(response) },
         };
         ResponseFuture { state }
     }
@@ -245,7 +274,7 @@ where
                 StateProj::Checking { check, held, config } => {
                     let result = ready!(check.as_mut().poll(cx));
                     let (mut inner, request) = held.take().expect(POLLED_AFTER_COMPLETION);
-                    match config.verdict(result) {
+                    match config.verdict(result.map(Answer::Detailed)) {
                         Verdict::Pass { wait, fields } if wait.is_zero() => {
                             State::Calling { response: inner.call(request), fields: Some(fields) }
                         }

@@ -126,18 +126,23 @@ static INTERNED: AtomicUsize = AtomicUsize::new(0);
 const INTERNED_MAX: usize = 64 * 1024;
 
 /// `text` as a value that lives as long as the process and costs nothing to
-/// clone, or `None` once [`INTERNED_MAX`] is used up. For the values that
-/// are the same on every response of a layer.
-pub(crate) fn intern(text: Value) -> Option<HeaderValue> {
+/// clone; once [`INTERNED_MAX`] is used up, as an ordinary value. For the
+/// values that are the same on every response of a layer.
+pub(crate) fn intern(text: Value) -> HeaderValue {
     let len = text.as_bytes().len();
-    HeaderValue::from_bytes(text.as_bytes()).ok()?;
+    if HeaderValue::from_bytes(text.as_bytes()).is_err() {
+        return text.finish();
+    }
     if INTERNED.fetch_add(len, Relaxed) + len > INTERNED_MAX {
         INTERNED.fetch_sub(len, Relaxed);
-        return None;
+        return text.finish();
     }
     let text: &'static [u8] = Vec::leak(text.bytes);
     // Checked just above: valid, so `from_static` does not panic.
-    Some(HeaderValue::from_static(std::str::from_utf8(text).ok()?))
+    match std::str::from_utf8(text) {
+        Ok(text) => HeaderValue::from_static(text),
+        Err(_) => HeaderValue::from_static(""),
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +170,6 @@ mod tests {
     fn interned_values_read_as_written() {
         let mut text = Value::with_len(8);
         text.push(b"\"api\";q=");
-        assert_eq!(intern(text).expect("room for 8 bytes"), "\"api\";q=");
+        assert_eq!(intern(text), "\"api\";q=");
     }
 }

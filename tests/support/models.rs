@@ -126,6 +126,18 @@ pub trait Spec: Algorithm + PartialEq {
     /// The period of its rate, µs: the suites scale time steps with it.
     fn period_us(&self) -> u64;
 
+    /// Whether a key's state keeps each admission for a period (a log), so
+    /// that it grows with the amount: a bench that holds many keys gives such
+    /// an algorithm a short period, or its store would grow without bound.
+    #[allow(dead_code, reason = "read by the benches and examples/compare.rs, which include this file")]
+    const STATE_GROWS_WITH_AMOUNT: bool;
+
+    /// This configuration with what it admits at once scaled by `scale`
+    /// and its pace kept: a window's or a log's amount over the same period,
+    /// a bucket's capacity at the same rate. The variants a plan has of
+    /// another's limit.
+    fn scaled(&self, scale: impl Fn(u64) -> u64) -> Self;
+
     /// The longest wait (retry-after, reset-after, hold, TTL) it can itself
     /// produce, µs, when time does not go back: a window's or a log's
     /// period; the time a bucket takes to drain from full.
@@ -325,6 +337,13 @@ impl Spec for FixedWindow {
         FixedWindow::new(rate)
     }
 
+    const STATE_GROWS_WITH_AMOUNT: bool = false;
+
+    fn scaled(&self, scale: impl Fn(u64) -> u64) -> Self {
+        let rate = self.rate();
+        Self::new(Rate::new(scale(rate.amount()), rate.period())).unwrap()
+    }
+
     fn period_us(&self) -> u64 {
         period_us_of(self.rate())
     }
@@ -445,6 +464,14 @@ impl Spec for SlidingLog {
 
     fn try_new(_: u64, rate: Rate) -> tollgate::Result<Self> {
         SlidingLog::new(rate)
+    }
+
+    /// One entry per admission (of one µs) for a period.
+    const STATE_GROWS_WITH_AMOUNT: bool = true;
+
+    fn scaled(&self, scale: impl Fn(u64) -> u64) -> Self {
+        let rate = self.rate();
+        Self::new(Rate::new(scale(rate.amount()), rate.period())).unwrap()
     }
 
     fn period_us(&self) -> u64 {
@@ -608,6 +635,12 @@ impl Spec for TokenBucket {
         TokenBucket::new(capacity, rate)
     }
 
+    const STATE_GROWS_WITH_AMOUNT: bool = false;
+
+    fn scaled(&self, scale: impl Fn(u64) -> u64) -> Self {
+        Self::new(scale(self.capacity()), self.rate()).unwrap()
+    }
+
     fn period_us(&self) -> u64 {
         period_us_of(self.rate())
     }
@@ -768,6 +801,12 @@ impl Spec for LeakyBucket {
 
     fn try_new(capacity: u64, rate: Rate) -> tollgate::Result<Self> {
         LeakyBucket::new(capacity.saturating_sub(1), rate)
+    }
+
+    const STATE_GROWS_WITH_AMOUNT: bool = false;
+
+    fn scaled(&self, scale: impl Fn(u64) -> u64) -> Self {
+        Self::new(scale(self.capacity()), self.rate()).unwrap()
     }
 
     fn period_us(&self) -> u64 {
@@ -970,6 +1009,13 @@ impl Spec for SlidingWindow {
 
     fn try_new(_: u64, rate: Rate) -> tollgate::Result<Self> {
         SlidingWindow::new(rate)
+    }
+
+    const STATE_GROWS_WITH_AMOUNT: bool = false;
+
+    fn scaled(&self, scale: impl Fn(u64) -> u64) -> Self {
+        let rate = self.rate();
+        Self::new(Rate::new(scale(rate.amount()), rate.period())).unwrap()
     }
 
     fn period_us(&self) -> u64 {
