@@ -339,7 +339,8 @@ pub(crate) enum Answered {
     Denied,
     /// 400 Bad Request: the request had no key.
     NoKey,
-    /// 503 Service Unavailable: the limiter failed.
+    /// The limiter failed: 503 Service Unavailable (500 for a plan it does
+    /// not have).
     Error,
 }
 
