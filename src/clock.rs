@@ -31,7 +31,7 @@ pub struct MonotonicClock {
 }
 
 /// The process's calibrated counter, shared by every [`MonotonicClock`].
-fn counter() -> &'static quanta::Clock {
+pub(crate) fn counter() -> &'static quanta::Clock {
     static COUNTER: OnceLock<quanta::Clock> = OnceLock::new();
     COUNTER.get_or_init(quanta::Clock::new)
 }

@@ -111,6 +111,21 @@
 //!   [`RedisBuilder::connect_cluster`] (implies `redis`).
 //! - `tower`: [`middleware::RateLimitLayer`], HTTP middleware for tower and axum
 //!   that answers 429 with `Retry-After` and the IETF `RateLimit` headers.
+//! - `metrics`: counters of checks by limiter name and outcome, a latency
+//!   histogram and a gauge of the keys held in memory, through the
+//!   [`metrics`](https://docs.rs/metrics) facade, to whichever recorder the
+//!   application installs.
+//!
+//! ## Logs and metrics
+//!
+//! Each decision is a `trace` event (target `tollgate::check`, with the
+//! limiter's name, the key and the outcome); Redis failures that the
+//! failure policy answered, the circuit breaker's transitions and the
+//! middleware's misconfigured extractors are `warn`s, at most one a minute
+//! per cause. A limiter is named with [`InMemory::named`] or
+//! `RedisBuilder::name`, after its algorithm by default. See
+//! docs/observability.md for every event and metric, and
+//! `examples/observability.rs`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -136,6 +151,9 @@ mod doc_snippets {
     #[cfg(feature = "tower")]
     #[doc = include_str!("../docs/middleware.md")]
     struct Middleware;
+    #[cfg(feature = "metrics")]
+    #[doc = include_str!("../docs/observability.md")]
+    struct Observability;
     #[cfg(feature = "redis")]
     #[doc = include_str!("../docs/outages.md")]
     struct Outages;
@@ -158,6 +176,7 @@ mod limiter;
 mod memory;
 #[cfg(feature = "tower")]
 pub mod middleware;
+mod observe;
 mod rate;
 // The backend's folder and module are `redis`, like the crate it drives:
 // inside this crate, `::redis` is that crate and `self::redis` this module.

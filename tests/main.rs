@@ -19,6 +19,8 @@ mod load;
 #[cfg(feature = "tower")]
 mod middleware;
 mod models_match;
+#[cfg(feature = "metrics")]
+mod observability;
 #[cfg(feature = "redis")]
 mod outages;
 mod quotas;

@@ -5,7 +5,8 @@
 //! Redis backend against raw EVALSHA; `cargo bench --features tower --bench
 //! benches -- middleware/` the tower middleware in an axum router against
 //! static headers and tower_governor; `-- quotas/` composites and plans
-//! against one algorithm alone. See docs/benchmarks.md, docs/middleware.md
+//! against one algorithm alone; `-- observe/` what logs and metrics add to a
+//! check. See docs/benchmarks.md, docs/middleware.md
 //! and docs/quotas.md for the figures and the exact commands.
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ mod middleware;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/support/models.rs"]
 mod models;
+mod observe;
 mod quotas;
 #[cfg(feature = "redis")]
 mod redis_backend;
@@ -64,6 +66,6 @@ fn redis(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = memory::benches, redis, middleware, quotas::benches
+    targets = memory::benches, redis, middleware, quotas::benches, observe::benches
 }
 criterion_main!(benches);

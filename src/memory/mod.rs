@@ -7,6 +7,7 @@
 
 mod shard;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use crate::acquire::{GiveBack, Lines, Permit, TooLong, Try, wait_for_slot};
 use crate::algorithm::sealed::Step;
 use crate::algorithm::{Algorithm, Parts, check_cost, select};
 use crate::clock::{Clock, MonotonicClock, micros};
+use crate::observe::Observer;
 use crate::{Breakdown, Decision, RateLimiter, Result};
 
 /// A keyed rate limiter in this process's memory.
@@ -53,6 +55,7 @@ pub struct InMemory<A: Algorithm, C: Clock = MonotonicClock> {
     // Waiters for the algorithms that reserve nothing ahead, one line per key.
     #[cfg(feature = "acquire")]
     lines: Lines,
+    observer: Observer,
 }
 
 impl<A: Algorithm> InMemory<A> {
@@ -66,6 +69,7 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     /// A limiter on `clock`, such as a [`ManualClock`](crate::ManualClock) in tests.
     pub fn with_clock(algorithm: A, clock: C) -> Self {
         let shards = shard_count();
+        let observer = Observer::new(Cow::Borrowed(algorithm.name()));
         Self {
             algorithm,
             clock,
@@ -75,7 +79,32 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
             next_shard_to_sweep: AtomicUsize::new(0),
             #[cfg(feature = "acquire")]
             lines: Lines::default(),
+            observer,
         }
+    }
+
+    /// Names the limiter `name`, for logs and metrics (the `limiter` field of
+    /// its `trace` events and label of its metrics; see
+    /// docs/observability.md). The default is the algorithm's
+    /// [`name`](Algorithm::name), such as `"token_bucket"`. Give each
+    /// limiter of a process its own.
+    ///
+    /// ```
+    /// use tollgate::{InMemory, Rate, TokenBucket};
+    ///
+    /// let limiter = InMemory::new(TokenBucket::new(10, Rate::per_second(5))?).named("api");
+    /// assert_eq!(limiter.name(), "api");
+    /// # Ok::<(), tollgate::Error>(())
+    /// ```
+    #[must_use]
+    pub fn named(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.observer = Observer::new(name.into());
+        self
+    }
+
+    /// The limiter's name in logs and metrics: see [`named`](Self::named).
+    pub fn name(&self) -> &str {
+        self.observer.name()
     }
 
     /// The algorithm this limiter runs.
@@ -92,7 +121,7 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     /// allocates only to remember a key it has not seen, and cannot fail:
     /// every algorithm admits a cost of 1.
     pub fn check_sync(&self, key: &str) -> Decision {
-        self.decide_in(self.algorithm.resolve(key), key, 1, None)
+        self.observer.observe(key, 1, || self.decide_in(self.algorithm.resolve(key), key, 1, None))
     }
 
     /// [`RateLimiter::check_n`] without the async wrapper.
@@ -106,7 +135,7 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     pub fn check_n_sync(&self, key: &str, cost: u64) -> Result<Decision> {
         let configuration = self.algorithm.resolve(key);
         check_cost(&self.algorithm, configuration, cost)?;
-        Ok(self.decide_in(configuration, key, cost, None))
+        Ok(self.observer.observe(key, cost, || self.decide_in(configuration, key, cost, None)))
     }
 
     /// [`RateLimiter::check_detailed`] without the async wrapper: the
@@ -120,7 +149,7 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     pub fn check_detailed_sync(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
         let configuration = select(&self.algorithm, key, plan)?;
         check_cost(&self.algorithm, configuration, cost)?;
-        Ok(self.detailed_in(configuration, key, cost))
+        Ok(self.observer.observe(key, cost, || self.detailed_in(configuration, key, cost)))
     }
 
     /// The decision of configuration `configuration` (0 but for plans) for
@@ -163,7 +192,9 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     ///
     /// As [`check_n_sync`](Self::check_n_sync).
     pub fn reserve_sync(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
-        self.reserve_us(key, cost, u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX))
+        let observation = self.observer.start(key, cost);
+        let max_wait_us = u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX);
+        self.reserve_us(key, cost, max_wait_us).map(|decision| observation.answered(decision))
     }
 
     /// As [`reserve_sync`](Self::reserve_sync), with the wait in µs.
@@ -243,15 +274,24 @@ impl<A: Algorithm, C: Clock> InMemory<A, C> {
     /// then one other shard in turn, so any use of the store reclaims idle
     /// keys everywhere. Call it to reclaim memory at once, for instance after
     /// a traffic spike.
+    ///
+    /// With feature `metrics`, it also sets the gauge of keys held,
+    /// `tollgate_memory_keys` (which the store's own sweeps set too).
     pub fn cleanup(&self) -> usize {
         let now_us = micros(self.clock.now());
-        self.shards.iter().map(|shard| shard.sweep(&self.algorithm, &self.hasher, now_us, Occasion::Cleanup)).sum()
+        let forgotten =
+            self.shards.iter().map(|shard| shard.sweep(&self.algorithm, &self.hasher, now_us, Occasion::Cleanup)).sum();
+        self.observer.keys_held(|| self.len());
+        forgotten
     }
 
     #[cold]
     fn sweep_another_shard(&self, now_us: u64) {
         let next = self.next_shard_to_sweep.fetch_add(1, Ordering::Relaxed) & self.shard_mask as usize;
         self.shards[next].sweep(&self.algorithm, &self.hasher, now_us, Occasion::Neighbour);
+        // As often as sweeps (about once per 1024 checks of a shard), at one
+        // uncontended lock per shard: the cost of the sweep's own order.
+        self.observer.keys_held(|| self.len());
     }
 
     #[inline]
@@ -315,7 +355,9 @@ impl<A: Algorithm, C: Clock> RateLimiter for InMemory<A, C> {
         let reach_us = if configuration == 0 { self.algorithm.reach_us() } else { 0 };
         let line = (reach_us == 0).then_some((&self.lines, key));
         wait_for_slot(max_wait, reach_us, line, |accept_us| {
+            let observation = self.observer.start(key, cost);
             let (decision, at_us, written) = self.reserve_checked(key, cost, accept_us);
+            let decision = observation.answered(decision);
             let unused = written.map(|written| Unreserve { limiter: self, key, cost, written });
             std::future::ready(Ok(Try::from_decision(&decision, at_us, reach_us, unused)))
         })

@@ -10,6 +10,7 @@ use super::headers::{Naming, Shapes, ceil_secs, check_policy_name};
 use super::key::PlanExtractor;
 use super::log::Log;
 use super::{HeaderSet, KeyExtractor, MissingKey, RateLimit};
+use crate::observe::Requests;
 use crate::{RateLimiter, Result};
 
 /// Wraps services in [`RateLimit`]: one limiter, one key extractor, shared by
@@ -54,6 +55,7 @@ pub(crate) struct Config {
     pub(crate) shapes: Shapes,
     pub(crate) check_timeout: Option<Duration>,
     pub(crate) log: Log,
+    pub(crate) requests: Requests,
 }
 
 impl RateLimitLayer {
@@ -75,6 +77,7 @@ impl RateLimitLayer {
                 shapes: Shapes::default(),
                 check_timeout: None,
                 log: Log::new(),
+                requests: Requests::default(),
             }),
         }
     }

@@ -10,8 +10,7 @@
 //! Events are under the target `tollgate::middleware` and carry the
 //! layer's `policy` name.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use http::StatusCode;
 use tokio::time::Instant;
@@ -19,9 +18,7 @@ use tracing::{debug, info, trace, warn};
 
 use super::KeyExtractor;
 use crate::Error;
-
-/// At most one `warn` per cause in this long.
-pub(crate) const WARN_INTERVAL: Duration = Duration::from_secs(60);
+use crate::observe::Gate;
 
 /// The log state of one layer, shared by all its services.
 #[derive(Debug)]
@@ -120,52 +117,5 @@ impl Log {
     /// A request was denied: traffic, so `trace`.
     pub(crate) fn denied(policy: &str, retry_after_secs: u64) {
         trace!(target: "tollgate::middleware", policy, retry_after_secs, "429 Too Many Requests");
-    }
-}
-
-/// Lets one event through per [`WARN_INTERVAL`] and counts the others.
-#[derive(Debug)]
-struct Gate {
-    /// Milliseconds since [`Log::start`] of the last event let through;
-    /// `NEVER` before the first.
-    last_ms: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-const NEVER: u64 = u64::MAX;
-
-impl Gate {
-    fn new() -> Self {
-        Self { last_ms: AtomicU64::new(NEVER), suppressed: AtomicU64::new(0) }
-    }
-
-    /// Whether the event at `now_ms` is the one to warn about, and if so how
-    /// many were held back since the last. Of two threads racing for the
-    /// same interval, one wins.
-    fn pass(&self, now_ms: u64) -> Option<u64> {
-        let last = self.last_ms.load(Relaxed);
-        let due = last == NEVER || now_ms.saturating_sub(last) >= WARN_INTERVAL.as_millis() as u64;
-        if due && self.last_ms.compare_exchange(last, now_ms, Relaxed, Relaxed).is_ok() {
-            Some(self.suppressed.swap(0, Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Relaxed);
-            None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_gate_lets_one_event_through_per_interval_and_counts_the_rest() {
-        let gate = Gate::new();
-        let interval = WARN_INTERVAL.as_millis() as u64;
-        assert_eq!(gate.pass(5), Some(0), "the first event");
-        assert_eq!(gate.pass(6), None);
-        assert_eq!(gate.pass(5 + interval - 1), None);
-        assert_eq!(gate.pass(5 + interval), Some(2), "a minute later, with the two held back");
-        assert_eq!(gate.pass(5 + interval + 1), None);
     }
 }

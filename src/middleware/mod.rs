@@ -72,6 +72,10 @@
 //! failing is one `info`. A 429 is `trace`; an admitted request logs
 //! nothing.
 //!
+//! With feature `metrics`, the layer counts the requests it answered in
+//! `tollgate_http_requests_total{policy, outcome}`; the limiter counts its
+//! checks under its own name (docs/observability.md).
+//!
 //! ## Cancellation
 //!
 //! A request held for the leaky bucket is a sleeping future: if the client

@@ -19,6 +19,7 @@ use super::headers::{Answer, Fields, limiter_failed, missing_key, retry_after_se
 use super::key::Key;
 use super::layer::Config;
 use super::log::Log;
+use crate::observe::Answered;
 use crate::{Breakdown, Error, Result};
 
 /// A service that admits requests through a rate limiter; made by
@@ -121,6 +122,7 @@ impl Config {
             Err(error) => {
                 let mut response = limiter_failed(&error);
                 self.log.limiter_failed(name, &error, response.status());
+                self.requests.answered(name, Answered::Error);
                 response.extensions_mut().insert(Arc::new(error));
                 return Verdict::Respond(response);
             }
@@ -128,10 +130,12 @@ impl Config {
         self.shapes.with(&answer, &self.naming, |shape| {
             let decision = answer.decision();
             if decision.is_allowed() {
+                self.requests.answered(name, Answered::Allowed);
                 return Verdict::Pass { wait: decision.wait(), fields: Fields::new(self.headers, shape, &answer) };
             }
             let retry_after = retry_after_secs(&decision);
             Log::denied(name, retry_after);
+            self.requests.answered(name, Answered::Denied);
             let mut response = too_many_requests(shape, &answer, retry_after);
             Fields::new(self.headers, shape, &answer).write(response.headers_mut());
             Verdict::Respond(response)
@@ -163,6 +167,7 @@ where
         let request = Request::from_parts(parts, body);
         let Some(key) = key else {
             config.log.missing_key(&config.naming.name, &config.key);
+            config.requests.answered(&config.naming.name, Answered::NoKey);
             return ResponseFuture::respond(missing_key());
         };
         // A limiter that answers at once (in memory) answers here, with no

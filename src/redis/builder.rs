@@ -1,5 +1,6 @@
 //! [`RedisBuilder`]: the options of a [`Redis`] limiter.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use crate::acquire::Lines;
 use crate::algorithm::{Algorithm, Parts};
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::{invalid, redis_error};
+use crate::observe::Observer;
 use crate::{Error, InMemory, Result};
 
 /// Builds a [`Redis`] limiter: [`Redis::builder`], the options, then
@@ -40,6 +42,7 @@ pub struct RedisBuilder<A: Algorithm> {
     pub(super) failure_policy: FailurePolicy,
     circuit_breaker: CircuitBreaker,
     client_clock: Option<Arc<dyn Clock>>,
+    name: Option<Cow<'static, str>>,
 }
 
 impl<A: Algorithm> RedisBuilder<A> {
@@ -61,7 +64,18 @@ impl<A: Algorithm> RedisBuilder<A> {
             failure_policy: FailurePolicy::default(),
             circuit_breaker: CircuitBreaker::new(),
             client_clock: None,
+            name: None,
         }
+    }
+
+    /// Names the limiter `name`, for logs and metrics (the `limiter` field
+    /// of its events and label of its metrics; see docs/observability.md).
+    /// The default is the algorithm's [`name`](Algorithm::name), such as
+    /// `"token_bucket"`. Give each limiter of a process its own. The name
+    /// is not part of any Redis key: [`prefix`](Self::prefix) is.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// The start of every Redis key this limiter writes (default
@@ -201,9 +215,12 @@ impl<A: Algorithm> RedisBuilder<A> {
                 every_key.push(part.clone());
             }
         }
+        let name = self.name.unwrap_or(Cow::Borrowed(self.algorithm.name()));
         let fallback = (self.failure_policy == FailurePolicy::FallbackToMemory).then(|| {
             let clock = self.client_clock.clone().unwrap_or_else(|| Arc::new(MonotonicClock::new()));
-            InMemory::with_clock(self.algorithm.clone(), clock)
+            // Its checks are this limiter's (`failure_policy`); its keys are
+            // the `tollgate_memory_keys` of this name.
+            InMemory::with_clock(self.algorithm.clone(), clock).named(name.clone())
         });
         // A token or leaky bucket alone reserves ahead in one script call.
         let reserving = match self.algorithm.configuration(0).parts {
@@ -223,6 +240,7 @@ impl<A: Algorithm> RedisBuilder<A> {
             fallback,
             reserving,
             lines: Lines::default(),
+            observer: Observer::new(name),
         };
         Ok(Redis { inner: Arc::new(inner), connection })
     }

@@ -31,6 +31,7 @@ use crate::acquire::{GiveBack, Lines, Permit, TooLong, Try, system_time_us, wait
 use crate::algorithm::{Algorithm, Parts, check_cost, combine, select};
 use crate::clock::{Clock, micros};
 use crate::error::redis_error;
+use crate::observe::{Observed, Observer, Outcome};
 use crate::rate::MAX_EXACT;
 use crate::{Breakdown, Decision, Error, InMemory, RateLimiter, Result};
 
@@ -90,6 +91,7 @@ struct Inner<A: Algorithm> {
     reserving: Option<&'static scripts::Reserving>,
     /// This process's waiters for what reserves nothing ahead.
     lines: Lines,
+    observer: Observer,
 }
 
 /// Who answered a reservation.
@@ -111,6 +113,15 @@ impl Answer {
     }
 }
 
+impl Observed for Answer {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Answer::Redis(reply) => reply.decision.outcome(),
+            Answer::Policy(_) | Answer::Fallback(_) => Outcome::FailurePolicy,
+        }
+    }
+}
+
 impl<A: Algorithm> Redis<A> {
     /// Starts building a limiter of `algorithm`.
     pub fn builder(algorithm: A) -> RedisBuilder<A> {
@@ -122,6 +133,11 @@ impl<A: Algorithm, C> Redis<A, C> {
     /// The algorithm this limiter runs.
     pub fn algorithm(&self) -> &A {
         &self.inner.algorithm
+    }
+
+    /// The limiter's name in logs and metrics: see [`RedisBuilder::name`].
+    pub fn name(&self) -> &str {
+        self.inner.observer.name()
     }
 
     /// The prefix of every key this limiter writes.
@@ -236,14 +252,15 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         max_wait_us: u64,
     ) -> Result<Answer> {
         let inner = &*self.inner;
+        let observation = inner.observer.start(key, cost);
         let error = match inner.guard.admit(|| self.redis_key(key)) {
             Ok(pass) => {
                 let result = self.call_reserve(reserving, key, cost, max_wait_us).await;
                 inner.guard.record(pass, &result, &self.connection);
                 match result {
-                    Ok(reply) => return Ok(Answer::Redis(reply)),
+                    Ok(reply) => return observation.answered(Ok(Answer::Redis(reply))),
                     // State that makes no sense is not an outage: no policy guesses on it.
-                    Err(error @ Error::InvalidState { .. }) => return Err(error),
+                    Err(error @ Error::InvalidState { .. }) => return observation.answered(Err(error)),
                     Err(error) => error,
                 }
             }
@@ -252,12 +269,15 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
                 unavailable
             }
         };
-        if let Some(decision) = inner.failure_policy.fixed_decision(inner.algorithm.limit()) {
-            return Ok(Answer::Policy(decision));
+        let policy = inner.failure_policy;
+        if let Some(decision) = policy.fixed_decision(inner.algorithm.limit()) {
+            return Ok(observation.by_policy(Answer::Policy(decision), policy, &error));
         }
         match &inner.fallback {
-            Some(fallback) => fallback.reserve_us(key, cost, max_wait_us).map(Answer::Fallback),
-            None => Err(error),
+            Some(fallback) => fallback
+                .reserve_us(key, cost, max_wait_us)
+                .map(|decision| observation.by_policy(Answer::Fallback(decision), policy, &error)),
+            None => observation.answered(Err(error)),
         }
     }
 
@@ -272,16 +292,18 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
     async fn decide(&self, index: usize, key: &str, cost: u64) -> Result<Breakdown> {
         let inner = &*self.inner;
         let configuration = inner.algorithm.configuration(index);
+        let observation = inner.observer.start(key, cost);
         let error = match inner.guard.admit(|| self.redis_key(key)) {
             Ok(pass) => {
                 let result = self.call(index, key, cost).await;
                 inner.guard.record(pass, &result, &self.connection);
                 match result {
                     Ok(parts) => {
-                        return Ok(Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts));
+                        let breakdown = Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts);
+                        return Ok(observation.answered(breakdown));
                     }
                     // State that makes no sense is not an outage: no policy guesses on it.
-                    Err(error @ Error::InvalidState { .. }) => return Err(error),
+                    Err(error @ Error::InvalidState { .. }) => return observation.answered(Err(error)),
                     Err(error) => error,
                 }
             }
@@ -294,14 +316,15 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
             Parts::One(limit) => vec![limit.limit()],
             Parts::Several(named) => named.iter().map(|named| named.limit.limit()).collect(),
         };
-        let fixed: Option<Vec<Decision>> =
-            limits.into_iter().map(|limit| inner.failure_policy.fixed_decision(limit)).collect();
+        let policy = inner.failure_policy;
+        let fixed: Option<Vec<Decision>> = limits.into_iter().map(|limit| policy.fixed_decision(limit)).collect();
         if let Some(parts) = fixed {
-            return Ok(Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts));
+            let breakdown = Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts);
+            return Ok(observation.by_policy(breakdown, policy, &error));
         }
         match &inner.fallback {
-            Some(fallback) => Ok(fallback.detailed_in(index, key, cost)),
-            None => Err(error),
+            Some(fallback) => Ok(observation.by_policy(fallback.detailed_in(index, key, cost), policy, &error)),
+            None => observation.answered(Err(error)),
         }
     }
 }

@@ -6,8 +6,10 @@ pub mod cluster;
 pub mod composites;
 #[cfg(feature = "redis")]
 pub(crate) mod deployment;
-#[cfg(feature = "tower")]
+#[cfg(any(feature = "tower", feature = "metrics"))]
 pub mod logs;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod models;
 #[cfg(feature = "redis")]
 pub mod redis_server;
