@@ -8,6 +8,7 @@ mod breaker;
 mod builder;
 #[cfg(feature = "cluster")]
 mod cluster;
+mod deny_cache;
 mod guard;
 mod policy;
 mod reply;
@@ -24,6 +25,7 @@ pub use self::breaker::{BreakerHealth, BreakerState, CircuitBreaker, Health};
 pub use self::builder::RedisBuilder;
 #[cfg(feature = "cluster")]
 pub use self::cluster::ClusterConnection;
+use self::deny_cache::DenyCache;
 use self::guard::Guard;
 pub use self::policy::FailurePolicy;
 use self::reply::Reply;
@@ -90,6 +92,8 @@ struct Inner<A: Algorithm> {
     reserving: Option<&'static scripts::Reserving>,
     /// This process's waiters for what reserves nothing ahead.
     lines: Lines,
+    /// The denials Redis has just answered, until they expire.
+    deny_cache: Option<DenyCache>,
 }
 
 /// Who answered a reservation.
@@ -149,6 +153,21 @@ impl<A: Algorithm, C> Redis<A, C> {
         self.inner.every_key.iter().map(|part| part.redis_key(&self.inner.prefix, key)).collect()
     }
 
+    /// How many checks the [deny cache](RedisBuilder::deny_cache) has
+    /// answered without calling Redis: the Redis calls it saved, since the
+    /// limiter was built (clones share the count). Zero when it is off.
+    pub fn deny_cache_saves(&self) -> u64 {
+        self.inner.deny_cache.as_ref().map_or(0, DenyCache::saves)
+    }
+
+    /// How many denials the [deny cache](RedisBuilder::deny_cache) holds
+    /// now, expired ones not yet pruned included: never more than its
+    /// [capacity](RedisBuilder::deny_cache_capacity) (rounded up to a
+    /// multiple of its shard count, 16). Locks each shard in turn.
+    pub fn deny_cache_entries(&self) -> usize {
+        self.inner.deny_cache.as_ref().map_or(0, DenyCache::len)
+    }
+
     /// The per-call timeout.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
@@ -195,10 +214,10 @@ impl<A: Algorithm, C> Redis<A, C> {
 impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C> {
     /// One script call in configuration `index`, bounded by the timeout:
     /// each limit's decision.
-    async fn call(&self, index: usize, key: &str, cost: u64) -> Result<Vec<Decision>> {
+    /// `now_us` is the client clock's time, read by the caller.
+    async fn call(&self, index: usize, key: &str, cost: u64, now_us: Option<u64>) -> Result<Vec<Decision>> {
         let inner = &*self.inner;
         let prepared = &inner.configurations[index];
-        let now_us = inner.client_clock.as_ref().map(|clock| micros(clock.now()));
         let keys: Vec<String> = prepared.keys.iter().map(|part| part.redis_key(&inner.prefix, key)).collect();
         let mut connection = self.connection.clone();
         let call = scripts::invoke(&mut connection, prepared.lua, &keys, cost, now_us, &prepared.config);
@@ -268,17 +287,29 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
     }
 
     /// The decision of configuration `index` for a cost checked against its
-    /// limit: from Redis, or as the failure policy says.
+    /// limit: from the deny cache, from Redis, or as the failure policy says.
     async fn decide(&self, index: usize, key: &str, cost: u64) -> Result<Breakdown> {
         let inner = &*self.inner;
         let configuration = inner.algorithm.configuration(index);
+        // The client clock is read once: the script decides at this time, and a denial is cached from it.
+        let client_now = inner.client_clock.as_ref().map(|clock| clock.now());
+        let sent = inner.deny_cache.as_ref().map(|cache| cache.start(client_now));
+        if let (Some(cache), Some(sent)) = (&inner.deny_cache, &sent)
+            && let Some(parts) = cache.answer(sent, index, key, cost)
+        {
+            return Ok(Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts));
+        }
         let error = match inner.guard.admit(|| self.redis_key(key)) {
             Ok(pass) => {
-                let result = self.call(index, key, cost).await;
+                let result = self.call(index, key, cost, client_now.map(micros)).await;
                 inner.guard.record(pass, &result, &self.connection);
                 match result {
                     Ok(parts) => {
-                        return Ok(Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts));
+                        let decision = combine(&parts, configuration.limit);
+                        if let (Some(cache), Some(sent)) = (&inner.deny_cache, &sent) {
+                            cache.record(sent, index, key, cost, &decision, &parts);
+                        }
+                        return Ok(Breakdown::new(decision, &configuration, &parts));
                     }
                     // State that makes no sense is not an outage: no policy guesses on it.
                     Err(error @ Error::InvalidState { .. }) => return Err(error),
@@ -438,7 +469,12 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
 
     /// Deletes `key`'s Redis keys (every limit's, in every plan, in one
     /// `DEL`) (and, with
-    /// [`FailurePolicy::FallbackToMemory`], its in-memory state).
+    /// [`FailurePolicy::FallbackToMemory`], its in-memory state), and
+    /// forgets its denials in this limiter's
+    /// [deny cache](RedisBuilder::deny_cache), before the `DEL` and again
+    /// after it, so that no denial Redis answered before the reset is kept.
+    /// Other limiters (other processes, or another limiter of the same
+    /// prefix in this one) answer their cached denials until they expire.
     ///
     /// # Errors
     ///
@@ -452,6 +488,9 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     /// Dropping the future may leave the key deleted or not.
     async fn reset(&self, key: &str) -> Result<()> {
         let inner = &*self.inner;
+        if let Some(cache) = &inner.deny_cache {
+            cache.forget(key, inner.configurations.len());
+        }
         if let Some(fallback) = &inner.fallback {
             fallback.reset_sync(key);
         }
@@ -471,6 +510,10 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
             Err(_) => Err(Error::Timeout(inner.timeout)),
         };
         inner.guard.record(pass, &result, &self.connection);
+        // After the DEL (done or not): a denial sent before it is not cached after this.
+        if let Some(cache) = &inner.deny_cache {
+            cache.forget(key, inner.configurations.len());
+        }
         result
     }
 }
