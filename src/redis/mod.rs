@@ -297,6 +297,8 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         if let (Some(cache), Some(sent)) = (&inner.deny_cache, &sent)
             && let Some(parts) = cache.answer(sent, index, key, cost)
         {
+            // Answered without I/O: a task checking in a loop must still give others their turn.
+            yield_now_and_then().await;
             return Ok(Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts));
         }
         let error = match inner.guard.admit(|| self.redis_key(key)) {
@@ -550,7 +552,8 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> GiveBack f
 }
 
 /// Gives the executor its turn now and then (when the task's cooperative
-/// budget runs out): a call answered by an open breaker touches no socket,
+/// budget runs out): a call answered by an open breaker, or by the deny
+/// cache, touches no socket,
 /// so without this a task checking in a loop would never yield, and could
 /// starve the others, the breaker's probes among them.
 async fn yield_now_and_then() {
