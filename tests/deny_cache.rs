@@ -19,22 +19,12 @@ use tollgate::{
 use crate::support::algorithms::for_each_algorithm;
 use crate::support::models::Spec;
 use crate::support::proptest_config;
-use crate::support::redis_server::RedisServer;
+use crate::support::redis_server::{RedisServer, script_calls};
 
 /// A realistic epoch time, for client-time limiters.
 const START: Duration = Duration::from_secs(1_700_000_000);
 
 const MICROSECOND: Duration = Duration::from_micros(1);
-
-/// How many script calls the server has run.
-async fn script_calls(connection: &mut MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(connection).await.unwrap();
-    info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .filter_map(|line| line.split([':', ',']).find_map(|field| field.strip_prefix("calls=")))
-        .map(|calls| calls.parse::<u64>().unwrap())
-        .sum()
-}
 
 /// A limiter of `algorithm` on `clock`'s time under `prefix`, its deny
 /// cache on or off.

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tollgate::{FixedWindow, Plans, Rate, RateLimiter, Redis, TokenBucket};
 
-use super::redis_server::RedisServer;
+use super::redis_server::{RedisServer, script_calls};
 
 const TASKS: usize = 64;
 const EXHAUSTED_KEYS: usize = 10;
@@ -101,16 +101,6 @@ impl Load {
             runtime.block_on(task).unwrap();
         }
     }
-}
-
-/// How many script calls the server has run.
-async fn script_calls(connection: &mut MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(connection).await.unwrap();
-    info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .filter_map(|line| line.split([':', ',']).find_map(|field| field.strip_prefix("calls=")))
-        .map(|calls| calls.parse::<u64>().unwrap())
-        .sum()
 }
 
 /// One round under load: script calls per second (all, and those of the
