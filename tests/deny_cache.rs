@@ -37,6 +37,8 @@ fn limiter<A: Algorithm>(
 ) -> Redis<A, MultiplexedConnection> {
     Redis::builder(algorithm)
         .prefix(prefix)
+        // Generous: the machine running the tests may be busy.
+        .timeout(Duration::from_secs(5))
         .client_time(clock.clone())
         .deny_cache(deny_cache)
         .build(connection.clone())
@@ -305,6 +307,7 @@ async fn the_cache_holds_at_most_its_capacity_under_key_churn() {
     let clock = ManualClock::starting_at(START);
     let limiter = Redis::builder(FixedWindow::new(Rate::per_minute(1)).unwrap())
         .prefix("churn:")
+        .timeout(Duration::from_secs(5))
         .client_time(clock.clone())
         .deny_cache_capacity(64)
         .build(connection.clone())
@@ -369,7 +372,10 @@ fn never_admits_more<A: Algorithm>(
 ) {
     let limit = algorithm.limit().min(4);
     let mut runner = TestRunner::new(proptest_config(24));
-    let case = std::sync::atomic::AtomicU64::new(0);
+    // Prefixes unique across every run on the server: a state left by another run, written at a later time,
+    // would be a clock gone back.
+    static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let case = &CASE;
     let answered_here = std::sync::atomic::AtomicU64::new(0);
     let result = runner.run(&ops(limit, period_us), |ops| {
         let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -475,6 +481,7 @@ async fn a_cluster_limiter_answers_denials_here_too() {
     let clock = ManualClock::starting_at(START);
     let limiter = Redis::builder(FixedWindow::new(Rate::per_minute(1)).unwrap())
         .prefix("dc:")
+        .timeout(Duration::from_secs(5))
         .client_time(clock.clone())
         .connect_cluster(cluster.urls())
         .await

@@ -136,14 +136,15 @@ impl<A: Algorithm> RedisBuilder<A> {
     ///
     /// A check ([`check`](crate::RateLimiter::check),
     /// [`check_n`](crate::RateLimiter::check_n),
-    /// [`check_detailed`](crate::RateLimiter::check_detailed), and the
-    /// retries of [`acquire`](crate::RateLimiter::acquire) for the
-    /// algorithms that reserve nothing ahead) of the same or a larger cost,
+    /// [`check_detailed`](crate::RateLimiter::check_detailed), and
+    /// [`reserve`](crate::RateLimiter::reserve) for the algorithms that
+    /// reserve nothing ahead, which is a check) of the same or a larger cost,
     /// in the same configuration (the same plan of [`Plans`](crate::Plans)),
     /// is denied from the cache, with the `retry_after` and `reset_after`
     /// that are left and the `remaining` Redis answered. A smaller cost, a
-    /// reservation of a token or leaky bucket, and any check after the
-    /// retry moment go to Redis. Checks it answers are counted by
+    /// reservation of a token or leaky bucket, the tries of
+    /// [`acquire`](crate::RateLimiter::acquire) (whose timing stays
+    /// Redis's) and any check after the retry moment go to Redis. Checks it answers are counted by
     /// [`Redis::deny_cache_saves`].
     ///
     /// It is exact: it only ever denies, and only what Redis would deny,

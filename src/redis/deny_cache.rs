@@ -6,7 +6,8 @@
 //! larger cost is denied at least until the denied one's retry moment. The
 //! deadline is taken from the instant *before* the call was sent (which is
 //! no later than the instant Redis decided at), so it is never later than
-//! Redis's own retry moment. A composite's retry moment is its longest
+//! Redis's own retry moment; on Redis's time (not the client's), the wait
+//! is also cut by about 0.1%, more than two clocks' rates differ. A composite's retry moment is its longest
 //! denial's: the time the same request passes every limit.
 //!
 //! It never admits anything, so it can never admit more than the limit. Its
@@ -28,6 +29,11 @@ use crate::clock::{Clock, MonotonicClock};
 /// How many shards the entries are spread over: a power of two, so that a
 /// hash picks one with a mask.
 const SHARDS: usize = 16;
+
+/// With Redis's clock, a wait is cut by one part in this many (about 977
+/// ppm): more than the 500 ppm NTP slews a clock by, so that Redis's clock
+/// running faster than ours never makes a deadline late.
+const CLOCK_RATE_MARGIN: u64 = 1024;
 
 /// Nanoseconds in a microsecond.
 const NANOS_PER_MICRO: u64 = 1_000;
@@ -167,7 +173,10 @@ impl DenyCache {
         };
         let sent_ns = sent.at_ns();
         let retry_after_ns = u64::try_from(retry_after.as_nanos()).unwrap_or(u64::MAX);
-        let deadline_ns = sent_ns.saturating_add(retry_after_ns);
+        // Redis's own clock measured the wait: ours may run slower than it by what NTP slews (up to 500
+        // ppm), so the wait is taken ~977 ppm short. On the client clock the script measured it: exact.
+        let margin_ns = if self.monotonic.is_some() { retry_after_ns / CLOCK_RATE_MARGIN } else { 0 };
+        let deadline_ns = sent_ns.saturating_add(retry_after_ns - margin_ns);
         let mut shard = self.shard(hash).lock();
         // Checked under the shard's lock, which `forget` takes after counting its reset.
         if self.resets.load(Ordering::Acquire) != sent.resets {
@@ -309,6 +318,17 @@ mod tests {
         record(&cache, &sent, "k", 1, denial(5));
         assert!(cache.answer(&at(100 * SECOND_NS + 4_999), 0, "k", 1).is_some());
         assert_eq!(cache.answer(&at(100 * SECOND_NS + 5_000), 0, "k", 1), None);
+    }
+
+    #[test]
+    fn on_redis_time_the_wait_is_cut_by_more_than_clock_rates_differ() {
+        let cache = DenyCache::new(100, false);
+        let sent = cache.start(None);
+        record(&cache, &sent, "k", 1, denial(1_024_000_000));
+        let sent_ns = sent.at_ns();
+        let just_before = at(sent_ns + 1_023_000_000_000 - 1);
+        assert!(cache.answer(&just_before, 0, "k", 1).is_some());
+        assert_eq!(cache.answer(&at(sent_ns + 1_023_000_000_000), 0, "k", 1), None);
     }
 
     #[test]

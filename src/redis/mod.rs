@@ -96,6 +96,14 @@ struct Inner<A: Algorithm> {
     deny_cache: Option<DenyCache>,
 }
 
+/// What a decision does with the deny cache: a check may be answered from
+/// it; `acquire`'s tries only tell it what Redis answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cache {
+    Answer,
+    Fill,
+}
+
 /// Who answered a reservation.
 enum Answer {
     /// The script, with the time it decided at.
@@ -287,15 +295,16 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
     }
 
     /// The decision of configuration `index` for a cost checked against its
-    /// limit: from the deny cache, from Redis, or as the failure policy says.
-    async fn decide(&self, index: usize, key: &str, cost: u64) -> Result<Breakdown> {
+    /// limit: from the deny cache (if `cache` says so), from Redis, or as
+    /// the failure policy says.
+    async fn decide(&self, index: usize, key: &str, cost: u64, cache: Cache) -> Result<Breakdown> {
         let inner = &*self.inner;
         let configuration = inner.algorithm.configuration(index);
         // The client clock is read once: the script decides at this time, and a denial is cached from it.
         let client_now = inner.client_clock.as_ref().map(|clock| clock.now());
         let sent = inner.deny_cache.as_ref().map(|cache| cache.start(client_now));
-        if let (Some(cache), Some(sent)) = (&inner.deny_cache, &sent)
-            && let Some(parts) = cache.answer(sent, index, key, cost)
+        if let (Some(deny_cache), Some(sent), Cache::Answer) = (&inner.deny_cache, &sent, cache)
+            && let Some(parts) = deny_cache.answer(sent, index, key, cost)
         {
             // Answered without I/O: a task checking in a loop must still give others their turn.
             yield_now_and_then().await;
@@ -308,8 +317,8 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
                 match result {
                     Ok(parts) => {
                         let decision = combine(&parts, configuration.limit);
-                        if let (Some(cache), Some(sent)) = (&inner.deny_cache, &sent) {
-                            cache.record(sent, index, key, cost, &decision, &parts);
+                        if let (Some(deny_cache), Some(sent)) = (&inner.deny_cache, &sent) {
+                            deny_cache.record(sent, index, key, cost, &decision, &parts);
                         }
                         return Ok(Breakdown::new(decision, &configuration, &parts));
                     }
@@ -371,7 +380,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     async fn check_n(&self, key: &str, cost: u64) -> Result<Decision> {
         let index = self.inner.algorithm.resolve(key);
         check_cost(&self.inner.algorithm, index, cost)?;
-        Ok(self.decide(index, key, cost).await?.decision())
+        Ok(self.decide(index, key, cost, Cache::Answer).await?.decision())
     }
 
     /// Runs the algorithm's reserving script for `key`: the token and leaky
@@ -430,7 +439,8 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
         wait_for_slot(max_wait, reach_us, line, |accept_us| async move {
             let Some(reserving) = reserving else {
                 // Nothing reserved ahead: a check, whose retry-after says when to try again.
-                let decision = self.decide(index, key, cost).await?.decision();
+                // Not from the deny cache: its retry moment is exact, but the line's timing stays Redis's.
+                let decision = self.decide(index, key, cost, Cache::Fill).await?.decision();
                 return Ok(Try::from_decision(&decision, self.local_now_us(), 0, None));
             };
             Ok(match self.reserve_answer(reserving, key, cost, accept_us).await? {
@@ -466,7 +476,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     async fn check_detailed(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
         let index = select(&self.inner.algorithm, key, plan)?;
         check_cost(&self.inner.algorithm, index, cost)?;
-        self.decide(index, key, cost).await
+        self.decide(index, key, cost, Cache::Answer).await
     }
 
     /// Deletes `key`'s Redis keys (every limit's, in every plan, in one
@@ -487,7 +497,8 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future may leave the key deleted or not.
+    /// Dropping the future may leave the key deleted or not, and a denial
+    /// answered meanwhile cached until it expires.
     async fn reset(&self, key: &str) -> Result<()> {
         let inner = &*self.inner;
         if let Some(cache) = &inner.deny_cache {
@@ -547,6 +558,10 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> GiveBack f
                 scripts::run::<_, u8>(&mut connection, &reserving.give_back, &keys, cost, now_us, [config, &appended]);
             // Best effort: if it fails, the slot goes unused.
             let _ = tokio::time::timeout(inner.timeout, call).await;
+            // A slot given back lets the key admit sooner than a denial cached meanwhile said.
+            if let Some(cache) = &inner.deny_cache {
+                cache.forget(&key, 1);
+            }
         });
     }
 }
