@@ -133,7 +133,6 @@ impl Observer {
     /// (`denied`) the check's [`Observation`] records as any other's.
     /// Feeds `tollgate_redis_calls_saved_total{limiter}`; nothing without
     /// the feature `metrics`.
-    #[allow(dead_code, reason = "called by the Redis deny cache, merged separately")]
     #[inline]
     pub(crate) fn deny_cache_saved(&self) {
         #[cfg(feature = "metrics")]

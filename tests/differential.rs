@@ -112,6 +112,8 @@ pub(crate) fn alike<A: Algorithm>(
             .prefix(format!("differential:{}:", prefixes.fetch_add(1, Ordering::Relaxed)))
             .client_time(clock.clone())
             .timeout(Duration::from_secs(5))
+            // The scripts are under test, every field exact: not the deny cache (tests/deny_cache.rs).
+            .deny_cache(false)
             .build(connection.clone())
             .unwrap();
         let mut pair = Pair {
@@ -224,7 +226,9 @@ async fn server_time_agrees_with_a_clock_read_from_it<A: Spec>() {
     let algorithm = A::with_limit(5, Duration::from_secs(3_600));
     let clock = ManualClock::new();
     let memory = InMemory::with_clock(algorithm.clone(), clock.clone());
-    let redis = Redis::builder(algorithm.clone()).timeout(Duration::from_secs(5)).build(connection.clone()).unwrap();
+    let redis =
+        Redis::builder(algorithm.clone()).timeout(Duration::from_secs(5)).deny_cache(false).build(connection.clone());
+    let redis = redis.unwrap();
     let mut slack_us = 0;
     for (n, cost) in [1, 0, 2, 1, 3, 0, 1, 1, 2, 0].into_iter().enumerate() {
         let before = redis_time_us(&mut connection).await;

@@ -10,6 +10,8 @@ mod cluster;
 mod concurrency;
 mod conformance;
 #[cfg(feature = "redis")]
+mod deny_cache;
+#[cfg(feature = "redis")]
 mod differential;
 #[cfg(feature = "redis")]
 mod faults;

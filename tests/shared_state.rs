@@ -201,8 +201,10 @@ fn after_another_configuration<A: Spec, B: Spec>(cases: u32) {
     let result = TestRunner::new(config).run(&strategy, |(a, b, through_a, through_b)| {
         let clock = ManualClock::starting_at(START);
         let prefix = format!("pairs:{}:", prefixes.fetch_add(1, Ordering::Relaxed));
-        let first = Redis::builder(a.clone()).prefix(&prefix).client_time(clock.clone()).build(connection.clone());
-        let then = Redis::builder(b.clone()).prefix(&prefix).client_time(clock.clone()).build(connection.clone());
+        // The scripts are under test, every field exact: not the deny cache (tests/deny_cache.rs).
+        let first = Redis::builder(a.clone()).prefix(&prefix).client_time(clock.clone()).deny_cache(false);
+        let then = Redis::builder(b.clone()).prefix(&prefix).client_time(clock.clone()).deny_cache(false);
+        let (first, then) = (first.build(connection.clone()), then.build(connection.clone()));
         let (first, then) = (first.unwrap(), then.unwrap());
         let mut model_a = a.model();
         let mut now = START.as_micros() as u64;

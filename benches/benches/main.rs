@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --bench benches -- memory/` runs the in-memory store against
 //! governor; `cargo bench --features redis --bench benches -- redis/` the
-//! Redis backend against raw EVALSHA; `cargo bench --features tower --bench
+//! Redis backend against raw EVALSHA, `-- deny_cache/` the Redis deny cache
+//! under 64 tasks hammering exhausted keys; `cargo bench --features tower --bench
 //! benches -- middleware/` the tower middleware in an axum router against
 //! static headers and tower_governor; `-- quotas/` composites and plans
 //! against one algorithm alone; `-- observe/` what logs and metrics add to a
@@ -17,6 +18,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 #[allow(dead_code, unused_imports, unused_macros, unreachable_pub)]
 #[path = "../../tests/support/algorithms.rs"]
 mod algorithms;
+#[cfg(feature = "redis")]
+mod deny_cache;
 mod memory;
 #[cfg(feature = "tower")]
 mod middleware;
@@ -59,6 +62,8 @@ fn redis(c: &mut Criterion) {
     redis_backend::benches(c);
     #[cfg(feature = "redis")]
     redis_cost::benches(c);
+    #[cfg(feature = "redis")]
+    deny_cache::benches(c);
     #[cfg(not(feature = "redis"))]
     let _ = c;
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 
 use super::breaker::CircuitBreaker;
+use super::deny_cache::DenyCache;
 use super::guard::Guard;
 use super::{FailurePolicy, Inner, Redis, scripts};
 use crate::acquire::Lines;
@@ -43,6 +44,8 @@ pub struct RedisBuilder<A: Algorithm> {
     circuit_breaker: CircuitBreaker,
     client_clock: Option<Arc<dyn Clock>>,
     name: Option<Cow<'static, str>>,
+    deny_cache: bool,
+    deny_cache_capacity: usize,
 }
 
 impl<A: Algorithm> RedisBuilder<A> {
@@ -55,6 +58,9 @@ impl<A: Algorithm> RedisBuilder<A> {
     /// The connect timeout used when none is given.
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+    /// The most denials the deny cache holds when not told otherwise.
+    pub const DEFAULT_DENY_CACHE_CAPACITY: usize = 10_000;
+
     pub(super) fn new(algorithm: A) -> Self {
         Self {
             algorithm,
@@ -65,6 +71,8 @@ impl<A: Algorithm> RedisBuilder<A> {
             circuit_breaker: CircuitBreaker::new(),
             client_clock: None,
             name: None,
+            deny_cache: true,
+            deny_cache_capacity: Self::DEFAULT_DENY_CACHE_CAPACITY,
         }
     }
 
@@ -136,6 +144,50 @@ impl<A: Algorithm> RedisBuilder<A> {
         self
     }
 
+    /// Whether a denial Redis answered is kept in this process and
+    /// answers the same key's checks until its `retry_after` has passed,
+    /// without calling Redis (default on).
+    ///
+    /// A check ([`check`](crate::RateLimiter::check),
+    /// [`check_n`](crate::RateLimiter::check_n),
+    /// [`check_detailed`](crate::RateLimiter::check_detailed), and
+    /// [`reserve`](crate::RateLimiter::reserve) for the algorithms that
+    /// reserve nothing ahead, which is a check) of the same or a larger cost,
+    /// in the same configuration (the same plan of [`Plans`](crate::Plans)),
+    /// is denied from the cache, with the `retry_after` and `reset_after`
+    /// that are left and the `remaining` Redis answered. A smaller cost, a
+    /// reservation of a token or leaky bucket, the tries of
+    /// [`acquire`](crate::RateLimiter::acquire) (whose timing stays
+    /// Redis's) and any check after the retry moment go to Redis. Checks it answers are counted by
+    /// [`Redis::deny_cache_saves`].
+    ///
+    /// It is exact: it only ever denies, and only what Redis would deny,
+    /// because nothing but a reset makes a key admit earlier (time frees
+    /// capacity, traffic takes it), and the retry moment is counted from
+    /// the instant before the call was sent, on the [client
+    /// clock](Self::client_time) or else a monotonic clock. So it never
+    /// admits more than the limit. A denial the failure policy answered is
+    /// not cached.
+    ///
+    /// [`reset`](crate::RateLimiter::reset) forgets the key's denials in
+    /// this limiter. Not in others: a reset in another process (or by
+    /// another limiter in this one), or a deployment that raises the limit,
+    /// is seen here only when the cached denial expires. Turn the cache off
+    /// where that matters.
+    pub fn deny_cache(mut self, on: bool) -> Self {
+        self.deny_cache = on;
+        self
+    }
+
+    /// The most denials the [deny cache](Self::deny_cache) holds (default
+    /// [`DEFAULT_DENY_CACHE_CAPACITY`](Self::DEFAULT_DENY_CACHE_CAPACITY),
+    /// rounded up to a multiple of its 16 shards): when a shard is full of
+    /// denials that have not expired, a new one is not cached.
+    pub fn deny_cache_capacity(mut self, capacity: usize) -> Self {
+        self.deny_cache_capacity = capacity;
+        self
+    }
+
     /// Opens a connection to `url` (such as `redis://127.0.0.1:6379`) and
     /// builds the limiter on it: a [`ConnectionManager`], which multiplexes
     /// concurrent checks on one connection and connects again when it is
@@ -199,7 +251,8 @@ impl<A: Algorithm> RedisBuilder<A> {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for a prefix containing `{` or `}`, a zero
-    /// timeout or connect timeout, or circuit breaker settings that
+    /// timeout or connect timeout, a zero deny cache capacity, or circuit
+    /// breaker settings that
     /// [`CircuitBreaker`] rejects.
     pub fn build<C>(self, connection: C) -> Result<Redis<A, C>>
     where
@@ -227,6 +280,7 @@ impl<A: Algorithm> RedisBuilder<A> {
             Parts::One(limit) if self.algorithm.configurations() == 1 => scripts::reserving(&limit),
             _ => None,
         };
+        let deny_cache = self.deny_cache.then(|| DenyCache::new(self.deny_cache_capacity, self.client_clock.is_some()));
         let guard = Guard::new(&self.circuit_breaker, self.timeout, &self.prefix, &connection);
         let inner = Inner {
             guard,
@@ -241,6 +295,7 @@ impl<A: Algorithm> RedisBuilder<A> {
             reserving,
             lines: Lines::default(),
             observer: Observer::new(name),
+            deny_cache,
         };
         Ok(Redis { inner: Arc::new(inner), connection })
     }
@@ -254,6 +309,9 @@ impl<A: Algorithm> RedisBuilder<A> {
         }
         if self.timeout.is_zero() {
             return Err(invalid("the Redis timeout must be more than zero"));
+        }
+        if self.deny_cache && self.deny_cache_capacity == 0 {
+            return Err(invalid("the deny cache's capacity must be at least 1 (turn it off with deny_cache(false))"));
         }
         if self.connect_timeout.is_zero() {
             return Err(invalid("the Redis connect timeout must be more than zero"));

@@ -8,6 +8,7 @@ mod breaker;
 mod builder;
 #[cfg(feature = "cluster")]
 mod cluster;
+mod deny_cache;
 mod guard;
 mod policy;
 mod reply;
@@ -24,6 +25,7 @@ pub use self::breaker::{BreakerHealth, BreakerState, CircuitBreaker, Health};
 pub use self::builder::RedisBuilder;
 #[cfg(feature = "cluster")]
 pub use self::cluster::ClusterConnection;
+use self::deny_cache::DenyCache;
 use self::guard::Guard;
 pub use self::policy::FailurePolicy;
 use self::reply::Reply;
@@ -92,6 +94,16 @@ struct Inner<A: Algorithm> {
     /// This process's waiters for what reserves nothing ahead.
     lines: Lines,
     observer: Observer,
+    /// The denials Redis has just answered, until they expire.
+    deny_cache: Option<DenyCache>,
+}
+
+/// What a decision does with the deny cache: a check may be answered from
+/// it; `acquire`'s tries only tell it what Redis answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cache {
+    Answer,
+    Fill,
 }
 
 /// Who answered a reservation.
@@ -165,6 +177,21 @@ impl<A: Algorithm, C> Redis<A, C> {
         self.inner.every_key.iter().map(|part| part.redis_key(&self.inner.prefix, key)).collect()
     }
 
+    /// How many checks the [deny cache](RedisBuilder::deny_cache) has
+    /// answered without calling Redis: the Redis calls it saved, since the
+    /// limiter was built (clones share the count). Zero when it is off.
+    pub fn deny_cache_saves(&self) -> u64 {
+        self.inner.deny_cache.as_ref().map_or(0, DenyCache::saves)
+    }
+
+    /// How many denials the [deny cache](RedisBuilder::deny_cache) holds
+    /// now, expired ones not yet pruned included: never more than its
+    /// [capacity](RedisBuilder::deny_cache_capacity) (rounded up to a
+    /// multiple of its shard count, 16). Locks each shard in turn.
+    pub fn deny_cache_entries(&self) -> usize {
+        self.inner.deny_cache.as_ref().map_or(0, DenyCache::len)
+    }
+
     /// The per-call timeout.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
@@ -211,10 +238,10 @@ impl<A: Algorithm, C> Redis<A, C> {
 impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C> {
     /// One script call in configuration `index`, bounded by the timeout:
     /// each limit's decision.
-    async fn call(&self, index: usize, key: &str, cost: u64) -> Result<Vec<Decision>> {
+    /// `now_us` is the client clock's time, read by the caller.
+    async fn call(&self, index: usize, key: &str, cost: u64, now_us: Option<u64>) -> Result<Vec<Decision>> {
         let inner = &*self.inner;
         let prepared = &inner.configurations[index];
-        let now_us = inner.client_clock.as_ref().map(|clock| micros(clock.now()));
         let keys: Vec<String> = prepared.keys.iter().map(|part| part.redis_key(&inner.prefix, key)).collect();
         let mut connection = self.connection.clone();
         let call = scripts::invoke(&mut connection, prepared.lua, &keys, cost, now_us, &prepared.config);
@@ -288,19 +315,38 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
     }
 
     /// The decision of configuration `index` for a cost checked against its
-    /// limit: from Redis, or as the failure policy says.
-    async fn decide(&self, index: usize, key: &str, cost: u64) -> Result<Breakdown> {
+    /// limit: from the deny cache (if `cache` says so), from Redis, or as
+    /// the failure policy says.
+    async fn decide(&self, index: usize, key: &str, cost: u64, cache: Cache) -> Result<Breakdown> {
         let inner = &*self.inner;
         let configuration = inner.algorithm.configuration(index);
         let observation = inner.observer.start(key, cost);
+        // The client clock is read once: the script decides at this time, and a denial is cached from it.
+        let client_now = inner.client_clock.as_ref().map(|clock| clock.now());
+        let sent = inner.deny_cache.as_ref().map(|cache| cache.start(client_now));
+        if let (Some(deny_cache), Some(sent), Cache::Answer) = (&inner.deny_cache, &sent, cache)
+            && let Some(parts) = deny_cache.answer(sent, index, key, cost)
+        {
+            // Answered without I/O: a task checking in a loop must still give others their turn.
+            inner.observer.deny_cache_saved();
+            yield_now_and_then().await;
+            return Ok(observation.answered(Breakdown::new(
+                combine(&parts, configuration.limit),
+                &configuration,
+                &parts,
+            )));
+        }
         let error = match inner.guard.admit(|| self.redis_key(key)) {
             Ok(pass) => {
-                let result = self.call(index, key, cost).await;
+                let result = self.call(index, key, cost, client_now.map(micros)).await;
                 inner.guard.record(pass, &result, &self.connection);
                 match result {
                     Ok(parts) => {
-                        let breakdown = Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts);
-                        return Ok(observation.answered(breakdown));
+                        let decision = combine(&parts, configuration.limit);
+                        if let (Some(deny_cache), Some(sent)) = (&inner.deny_cache, &sent) {
+                            deny_cache.record(sent, index, key, cost, &decision, &parts);
+                        }
+                        return Ok(observation.answered(Breakdown::new(decision, &configuration, &parts)));
                     }
                     // State that makes no sense is not an outage: no policy guesses on it.
                     Err(error @ Error::InvalidState { .. }) => return observation.answered(Err(error)),
@@ -361,7 +407,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     async fn check_n(&self, key: &str, cost: u64) -> Result<Decision> {
         let index = self.inner.algorithm.resolve(key);
         check_cost(&self.inner.algorithm, index, cost)?;
-        Ok(self.decide(index, key, cost).await?.decision())
+        Ok(self.decide(index, key, cost, Cache::Answer).await?.decision())
     }
 
     /// Runs the algorithm's reserving script for `key`: the token and leaky
@@ -420,7 +466,8 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
         wait_for_slot(max_wait, reach_us, line, |accept_us| async move {
             let Some(reserving) = reserving else {
                 // Nothing reserved ahead: a check, whose retry-after says when to try again.
-                let decision = self.decide(index, key, cost).await?.decision();
+                // Not from the deny cache: its retry moment is exact, but the line's timing stays Redis's.
+                let decision = self.decide(index, key, cost, Cache::Fill).await?.decision();
                 return Ok(Try::from_decision(&decision, self.local_now_us(), 0, None));
             };
             Ok(match self.reserve_answer(reserving, key, cost, accept_us).await? {
@@ -456,12 +503,17 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     async fn check_detailed(&self, key: &str, cost: u64, plan: Option<&str>) -> Result<Breakdown> {
         let index = select(&self.inner.algorithm, key, plan)?;
         check_cost(&self.inner.algorithm, index, cost)?;
-        self.decide(index, key, cost).await
+        self.decide(index, key, cost, Cache::Answer).await
     }
 
     /// Deletes `key`'s Redis keys (every limit's, in every plan, in one
     /// `DEL`) (and, with
-    /// [`FailurePolicy::FallbackToMemory`], its in-memory state).
+    /// [`FailurePolicy::FallbackToMemory`], its in-memory state), and
+    /// forgets its denials in this limiter's
+    /// [deny cache](RedisBuilder::deny_cache), before the `DEL` and again
+    /// after it, so that no denial Redis answered before the reset is kept.
+    /// Other limiters (other processes, or another limiter of the same
+    /// prefix in this one) answer their cached denials until they expire.
     ///
     /// # Errors
     ///
@@ -472,9 +524,13 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future may leave the key deleted or not.
+    /// Dropping the future may leave the key deleted or not, and a denial
+    /// answered meanwhile cached until it expires.
     async fn reset(&self, key: &str) -> Result<()> {
         let inner = &*self.inner;
+        if let Some(cache) = &inner.deny_cache {
+            cache.forget(key, inner.configurations.len());
+        }
         if let Some(fallback) = &inner.fallback {
             fallback.reset_sync(key);
         }
@@ -494,6 +550,10 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
             Err(_) => Err(Error::Timeout(inner.timeout)),
         };
         inner.guard.record(pass, &result, &self.connection);
+        // After the DEL (done or not): a denial sent before it is not cached after this.
+        if let Some(cache) = &inner.deny_cache {
+            cache.forget(key, inner.configurations.len());
+        }
         result
     }
 }
@@ -525,12 +585,17 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> GiveBack f
                 scripts::run::<_, u8>(&mut connection, &reserving.give_back, &keys, cost, now_us, [config, &appended]);
             // Best effort: if it fails, the slot goes unused.
             let _ = tokio::time::timeout(inner.timeout, call).await;
+            // A slot given back lets the key admit sooner than a denial cached meanwhile said.
+            if let Some(cache) = &inner.deny_cache {
+                cache.forget(&key, 1);
+            }
         });
     }
 }
 
 /// Gives the executor its turn now and then (when the task's cooperative
-/// budget runs out): a call answered by an open breaker touches no socket,
+/// budget runs out): a call answered by an open breaker, or by the deny
+/// cache, touches no socket,
 /// so without this a task checking in a loop would never yield, and could
 /// starve the others, the breaker's probes among them.
 async fn yield_now_and_then() {

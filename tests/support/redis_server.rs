@@ -128,6 +128,17 @@ pub(crate) fn debug_command_args() -> &'static [&'static str] {
     if major >= 7 { &["--enable-debug-command", "yes"] } else { &[] }
 }
 
+/// How many script calls (`EVALSHA` and `EVAL`) the server has run, from
+/// `INFO commandstats`.
+pub(crate) async fn script_calls(connection: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(connection).await.unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| line.split([':', ',']).find_map(|field| field.strip_prefix("calls=")))
+        .map(|calls| calls.parse::<u64>().unwrap())
+        .sum()
+}
+
 /// The redis-server to run: `TOLLGATE_REDIS_SERVER`, or `redis-server` on PATH.
 pub(crate) fn binary() -> String {
     std::env::var("TOLLGATE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
