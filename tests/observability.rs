@@ -14,6 +14,7 @@ use crate::support::metrics::Recorded;
 const CHECKS: &str = "tollgate_checks_total";
 const DURATION: &str = "tollgate_check_duration_seconds";
 const KEYS: &str = "tollgate_memory_keys";
+const SAVED: &str = "tollgate_redis_calls_saved_total";
 
 /// A bucket of two, refilled one a second, on a manual clock.
 fn two_a_second(clock: &ManualClock) -> InMemory<TokenBucket, ManualClock> {
@@ -177,21 +178,23 @@ mod redis {
         assert_eq!(open.name(), "open");
         assert!(open.check("k").await.unwrap().is_allowed());
         assert!(!open.check("k").await.unwrap().is_allowed());
+        assert!(!open.check("k").await.unwrap().is_allowed(), "answered by the deny cache");
+        assert_eq!(recorded.counter(SAVED, &[("limiter", "open")]), Some(1), "one Redis call saved");
         assert!(strict.reserve("k", 1, Duration::ZERO).await.unwrap().is_allowed());
 
         server.stop();
         for _ in 0..10 {
-            assert!(open.check("k").await.unwrap().is_allowed(), "the policy allows");
+            assert!(open.check("other").await.unwrap().is_allowed(), "the policy allows");
         }
         let error = strict.check("k").await.unwrap_err();
         assert!(matches!(error, Error::Backend { .. } | Error::Timeout(_)), "{error}");
 
         assert_eq!(checks(&recorded, "open", "allowed"), Some(1));
-        assert_eq!(checks(&recorded, "open", "denied"), Some(1));
+        assert_eq!(checks(&recorded, "open", "denied"), Some(2), "the cached denial is a denial");
         assert_eq!(checks(&recorded, "open", "failure_policy"), Some(10));
         assert_eq!(checks(&recorded, "strict", "allowed"), Some(1));
         assert_eq!(checks(&recorded, "strict", "error"), Some(1));
-        assert_eq!(recorded.histogram(DURATION, &[("limiter", "open")]).map(|samples| samples.len()), Some(12));
+        assert_eq!(recorded.histogram(DURATION, &[("limiter", "open")]).map(|samples| samples.len()), Some(13));
 
         // The policy's answers: the first of each kind of error a warning,
         // the rest at debug. The error returned is the caller's to log.
@@ -208,6 +211,6 @@ mod redis {
         assert!(logs.at(Level::WARN).iter().all(|event| event.field("limiter") != Some("strict")));
         let traced: Vec<_> =
             logs.at(Level::TRACE).into_iter().filter(|event| event.target == "tollgate::check").collect();
-        assert_eq!(traced.len(), 14, "every check: {traced:#?}");
+        assert_eq!(traced.len(), 15, "every check: {traced:#?}");
     }
 }

@@ -239,7 +239,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
     /// One script call in configuration `index`, bounded by the timeout:
     /// each limit's decision.
     /// `now_us` is the client clock's time, read by the caller.
-    async fn call(&self, index: usize, key: &str, cost: u64, now_us: Option<u64>) -> Result<Vec<Decision>> {
+    async fn call(&self, index: usize, key: &str, cost: u64, now_us: Option<u64>) -> Result<(Vec<Decision>, u64)> {
         let inner = &*self.inner;
         let prepared = &inner.configurations[index];
         let keys: Vec<String> = prepared.keys.iter().map(|part| part.redis_key(&inner.prefix, key)).collect();
@@ -318,6 +318,12 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
     /// limit: from the deny cache (if `cache` says so), from Redis, or as
     /// the failure policy says.
     async fn decide(&self, index: usize, key: &str, cost: u64, cache: Cache) -> Result<Breakdown> {
+        Ok(self.decide_at(index, key, cost, cache).await?.0)
+    }
+
+    /// [`decide`](Self::decide), with the time the script decided at (µs
+    /// since the epoch, on the clock the script read) when Redis answered.
+    async fn decide_at(&self, index: usize, key: &str, cost: u64, cache: Cache) -> Result<(Breakdown, Option<u64>)> {
         let inner = &*self.inner;
         let configuration = inner.algorithm.configuration(index);
         let observation = inner.observer.start(key, cost);
@@ -330,26 +336,26 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
             // Answered without I/O: a task checking in a loop must still give others their turn.
             inner.observer.deny_cache_saved();
             yield_now_and_then().await;
-            return Ok(observation.answered(Breakdown::new(
-                combine(&parts, configuration.limit),
-                &configuration,
-                &parts,
-            )));
+            let breakdown = Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts);
+            return Ok((observation.answered(breakdown), None));
         }
         let error = match inner.guard.admit(|| self.redis_key(key)) {
             Ok(pass) => {
                 let result = self.call(index, key, cost, client_now.map(micros)).await;
                 inner.guard.record(pass, &result, &self.connection);
                 match result {
-                    Ok(parts) => {
+                    Ok((parts, decided_at_us)) => {
                         let decision = combine(&parts, configuration.limit);
                         if let (Some(deny_cache), Some(sent)) = (&inner.deny_cache, &sent) {
                             deny_cache.record(sent, index, key, cost, &decision, &parts);
                         }
-                        return Ok(observation.answered(Breakdown::new(decision, &configuration, &parts)));
+                        let breakdown = Breakdown::new(decision, &configuration, &parts);
+                        return Ok((observation.answered(breakdown), Some(decided_at_us)));
                     }
                     // State that makes no sense is not an outage: no policy guesses on it.
-                    Err(error @ Error::InvalidState { .. }) => return observation.answered(Err(error)),
+                    Err(error @ Error::InvalidState { .. }) => {
+                        return observation.answered(Err::<Breakdown, _>(error)).map(|breakdown| (breakdown, None));
+                    }
                     Err(error) => error,
                 }
             }
@@ -366,11 +372,11 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         let fixed: Option<Vec<Decision>> = limits.into_iter().map(|limit| policy.fixed_decision(limit)).collect();
         if let Some(parts) = fixed {
             let breakdown = Breakdown::new(combine(&parts, configuration.limit), &configuration, &parts);
-            return Ok(observation.by_policy(breakdown, policy, &error));
+            return Ok((observation.by_policy(breakdown, policy, &error), None));
         }
         match &inner.fallback {
-            Some(fallback) => Ok(observation.by_policy(fallback.detailed_in(index, key, cost), policy, &error)),
-            None => observation.answered(Err(error)),
+            Some(fallback) => Ok((observation.by_policy(fallback.detailed_in(index, key, cost), policy, &error), None)),
+            None => observation.answered(Err::<Breakdown, _>(error)).map(|breakdown| (breakdown, None)),
         }
     }
 }
@@ -467,8 +473,10 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> RateLimite
             let Some(reserving) = reserving else {
                 // Nothing reserved ahead: a check, whose retry-after says when to try again.
                 // Not from the deny cache: its retry moment is exact, but the line's timing stays Redis's.
-                let decision = self.decide(index, key, cost, Cache::Fill).await?.decision();
-                return Ok(Try::from_decision(&decision, self.local_now_us(), 0, None));
+                // Granted when the script decided (its clock, as a reservation's slot is), not when the reply came.
+                let (breakdown, decided_at_us) = self.decide_at(index, key, cost, Cache::Fill).await?;
+                let at_us = decided_at_us.unwrap_or_else(|| self.local_now_us());
+                return Ok(Try::from_decision(&breakdown.decision(), at_us, 0, None));
             };
             Ok(match self.reserve_answer(reserving, key, cost, accept_us).await? {
                 Answer::Redis(Reply { decision, decided_at_us }) => {

@@ -47,13 +47,16 @@ pub(crate) fn integers(reply: &[u8]) -> Result<Vec<u64>> {
     Ok(reply.chunks_exact(8).map(|bytes| u64::from_be_bytes(bytes.try_into().expect("8 bytes"))).collect())
 }
 
-/// Each limit's decision in the reply of a script on `limits` keys: the
-/// fields of [`from_reply`] for each, in the order of the keys.
-pub(crate) fn decisions_from_reply(reply: &[u64], limits: usize) -> Result<Vec<Decision>> {
-    if reply.len() != FIELD_COUNT * limits {
+/// Each limit's decision in the reply of a script on `limits` keys (the
+/// fields of [`from_reply`] for each, in the order of the keys), and the
+/// time the script decided at: the latest of the limits'.
+pub(crate) fn decisions_from_reply(reply: &[u64], limits: usize) -> Result<(Vec<Decision>, u64)> {
+    if reply.len() != FIELD_COUNT * limits || limits == 0 {
         return Err(Error::UnexpectedReply(format!("a script on {limits} keys answered {reply:?}")));
     }
-    reply.chunks_exact(FIELD_COUNT).map(|fields| Ok(from_reply(fields)?.decision)).collect()
+    let replies = reply.chunks_exact(FIELD_COUNT).map(from_reply).collect::<Result<Vec<Reply>>>()?;
+    let decided_at_us = replies.iter().map(|reply| reply.decided_at_us).max().unwrap_or_default();
+    Ok((replies.into_iter().map(|reply| reply.decision).collect(), decided_at_us))
 }
 
 /// How many fields a limit's reply has.
@@ -135,8 +138,9 @@ mod tests {
         let denied = [0, 10, 0, 7, 100, 0, 5];
         let allowed = [1, 5, 4, 0, 9, 0, 5];
         let reply: Vec<u64> = denied.iter().chain(&allowed).copied().collect();
-        let decisions = decisions_from_reply(&reply, 2).unwrap();
+        let (decisions, decided_at_us) = decisions_from_reply(&reply, 2).unwrap();
         assert_eq!(decisions, [Decision::denied(10, 0, 7, 100), Decision::allowed(5, 4, 9, 0)]);
+        assert_eq!(decided_at_us, 5);
         assert!(decisions_from_reply(&reply, 1).is_err());
         assert!(decisions_from_reply(&reply[..13], 2).is_err());
     }

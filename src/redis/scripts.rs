@@ -391,7 +391,7 @@ pub(crate) async fn invoke<C: ConnectionLike>(
     cost: u64,
     now_us: Option<u64>,
     config: &[u64],
-) -> Result<Vec<Decision>> {
+) -> Result<(Vec<Decision>, u64)> {
     let reply: Vec<u8> = run(connection, lua, keys, cost, now_us, [config, &[]]).await?;
     decisions_from_reply(&integers(&reply)?, keys.len())
 }

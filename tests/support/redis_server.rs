@@ -78,7 +78,10 @@ impl RedisServer {
     /// A plain connection for looking at what the limiters wrote.
     pub(crate) async fn connection(&self) -> redis::aio::MultiplexedConnection {
         let client = redis::Client::open(self.url()).unwrap();
-        client.get_multiplexed_async_connection().await.unwrap()
+        // Setting up and inspecting, not limiting: redis-rs's default 500 ms
+        // for a reply is too short for a large setup script on a loaded machine.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+        client.get_multiplexed_async_connection_with_config(&config).await.unwrap()
     }
 
     fn spawn(&mut self) -> Result<(), String> {
