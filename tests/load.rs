@@ -68,7 +68,11 @@ struct Loaded {
 async fn loaded<A: Spec>(deployment: &impl Deployment, prefix: &str, timeout: Timeout) -> Loaded {
     let algorithm = A::with_limit(AMOUNT, PERIOD);
     let name = algorithm.name();
-    let builder = Redis::builder(algorithm.clone()).prefix(format!("{prefix}{name}:")).timeout(timeout.duration());
+    // Without the deny cache every check reaches Redis: the most load for the breaker not to open under.
+    let builder = Redis::builder(algorithm.clone())
+        .prefix(format!("{prefix}{name}:"))
+        .timeout(timeout.duration())
+        .deny_cache(false);
     let limiter = deployment.limiter(builder).await;
     Loaded { name, limiter, most: Box::new(move |elapsed| algorithm.most_admitted_in(elapsed.as_micros() as u64)) }
 }
