@@ -49,15 +49,18 @@ end
 
 -- Writes the entry `added` at `at` (in place of `replaced`, if any), removes
 -- up to REMOVED_PER_WRITE entries that have left the window (those at or
--- before `expired_until`), and sets the TTL.
-local function commit(k, at, added, replaced, expired_until, ttl)
+-- before `expired_until`; `expired` of them, if decide knew how many), and
+-- sets the TTL.
+local function commit(k, at, added, replaced, expired_until, expired, ttl)
   local key = KEYS[k]
   if replaced then
     redis.call('ZREM', key, replaced)
   end
   redis.call('ZADD', key, string.format('%.0f', at), added)
   if expired_until then
-    local expired = redis.call('ZCOUNT', key, '-inf', expired_until)
+    if not expired then
+      expired = redis.call('ZCOUNT', key, '-inf', expired_until)
+    end
     if expired > 0 then
       redis.call('ZREMRANGEBYRANK', key, 0, math.min(expired, REMOVED_PER_WRITE) - 1)
     end
@@ -68,21 +71,27 @@ end
 local function decide(k, i, write)
   local amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   local key = KEYS[k]
-  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  -- The two oldest entries: with fewer than two, the oldest is the newest,
+  -- and this one read is all a small log needs.
+  local oldest = redis.call('ZRANGE', key, 0, 1, 'WITHSCORES')
   -- What the request writes (commit's arguments), if it is admitted with a non-zero cost.
-  local at, added, replaced, expired_until, ttl
+  local at, added, replaced, expired_until, expired, ttl
   local reply
-  if #newest == 0 then
+  if #oldest == 0 then
     if cost == 0 then
       return struct.pack(REPLY, 1, amount, amount, 0, 0, 0, now_us)
     end
     reply = struct.pack(REPLY, 1, amount, amount - cost, 0, period_us, 0, now_us)
-    at, added, replaced, expired_until, ttl = now_us, member(0, cost), false, false, ttl_ms(period_us)
+    at, added, replaced, expired_until, expired, ttl = now_us, member(0, cost), false, false, false, ttl_ms(period_us)
     if write then
-      commit(k, at, added, replaced, expired_until, ttl)
+      commit(k, at, added, replaced, expired_until, expired, ttl)
       return reply
     end
-    return reply, at, added, replaced, expired_until, ttl
+    return reply, at, added, replaced, expired_until, expired, ttl
+  end
+  local newest = oldest
+  if #oldest > 2 then
+    newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
   end
   local newest_at, newest_before, newest_cost = entry(k, newest, 1)
   local total = (newest_before + newest_cost) % TOTAL_MODULUS
@@ -90,12 +99,31 @@ local function decide(k, i, write)
   local now = math.max(now_us, newest_at)
   local until_empty = math.max(period_us - (now - newest_at), 0)
   -- An entry admitted at `at` is live while at + period_us > now.
-  expired_until = string.format('%.0f', now - period_us)
+  local live_after = now - period_us
+  expired_until = string.format('%.0f', live_after)
+  -- The first live entry (`first`, at `first_offset` in it), found among the two
+  -- oldest if it is one of them; then `expired` entries precede it.
+  local first, first_offset = false, 0
+  if tonumber(oldest[2]) > live_after then
+    first, first_offset, expired = oldest, 1, 0
+  elseif #oldest > 2 and tonumber(oldest[4]) > live_after then
+    first, first_offset, expired = oldest, 3, 1
+  elseif newest_at <= live_after then
+    -- Every entry has left the window (one, if the oldest is the newest).
+    expired = #oldest == 2 and 1
+  else
+    expired = false
+    first = redis.call('ZRANGEBYSCORE', key, '(' .. expired_until, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if #first == 0 then
+      first = false
+    else
+      first_offset = 1
+    end
+  end
   local live_cost, before_live, first_cost = 0, total, 0
-  local first = redis.call('ZRANGEBYSCORE', key, '(' .. expired_until, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  if #first > 0 then
+  if first then
     local _
-    _, before_live, first_cost = entry(k, first, 1)
+    _, before_live, first_cost = entry(k, first, first_offset)
     live_cost = admitted_since(before_live, total)
   end
   -- More than the amount only if a configuration with a larger amount wrote the log.
@@ -107,11 +135,11 @@ local function decide(k, i, write)
     local excess = live_cost + cost - amount
     local freeing_at
     if first_cost >= excess then
-      freeing_at = tonumber(first[2])
+      freeing_at = tonumber(first[first_offset + 1])
     else
       -- Ranks of the first live entry and of the newest: the running totals
       -- grow along them, so the one that frees enough is found by bisection.
-      local lo = redis.call('ZCOUNT', key, '-inf', expired_until)
+      local lo = expired or redis.call('ZCOUNT', key, '-inf', expired_until)
       local hi = redis.call('ZCARD', key) - 1
       while lo < hi do
         local mid = math.floor((lo + hi) / 2)
@@ -143,9 +171,9 @@ local function decide(k, i, write)
     added = member(total, cost)
   end
   if write then
-    commit(k, at, added, replaced, expired_until, ttl)
+    commit(k, at, added, replaced, expired_until, expired, ttl)
     return reply
   end
-  return reply, at, added, replaced, expired_until, ttl
+  return reply, at, added, replaced, expired_until, expired, ttl
 end
 
