@@ -54,9 +54,16 @@ pub(crate) fn decisions_from_reply(reply: &[u64], limits: usize) -> Result<(Vec<
     if reply.len() != FIELD_COUNT * limits || limits == 0 {
         return Err(Error::UnexpectedReply(format!("a script on {limits} keys answered {reply:?}")));
     }
-    let replies = reply.chunks_exact(FIELD_COUNT).map(from_reply).collect::<Result<Vec<Reply>>>()?;
-    let decided_at_us = replies.iter().map(|reply| reply.decided_at_us).max().unwrap_or_default();
-    Ok((replies.into_iter().map(|reply| reply.decision).collect(), decided_at_us))
+    let mut decided_at_us = 0;
+    let decisions = reply
+        .chunks_exact(FIELD_COUNT)
+        .map(|fields| {
+            let Reply { decision, decided_at_us: at_us } = from_reply(fields)?;
+            decided_at_us = decided_at_us.max(at_us);
+            Ok(decision)
+        })
+        .collect::<Result<Vec<Decision>>>()?;
+    Ok((decisions, decided_at_us))
 }
 
 /// How many fields a limit's reply has.
