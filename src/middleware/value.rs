@@ -3,10 +3,11 @@
 //! The layer's own work is small next to writing five header values, so
 //! how they are made decides what it costs (see docs/middleware.md):
 //!
-//! - a value that changes per response ([`Value`]) is written into a buffer
-//!   of exactly its length (numbers by `itoa`), which becomes the value
-//!   without a copy: one allocation, where `format!` took two and the
-//!   formatting machinery;
+//! - a value that changes per response ([`Text`]) is written on the stack
+//!   (numbers by `itoa`) and copied once into a value of exactly its
+//!   length: one allocation, where `format!` took two and the formatting
+//!   machinery; one too long for the stack ([`Value`]) is written into a
+//!   buffer of exactly its length, which becomes the value without a copy;
 //! - a number below 10 000 ([`number`]) is a slice of a table built at
 //!   compile time: no allocation;
 //! - a value that is the same on every response of a layer (its
@@ -54,6 +55,42 @@ impl Value {
     pub(crate) fn finish(self) -> HeaderValue {
         debug_assert_eq!(self.bytes.len(), self.len, "a header value's length was miscounted");
         HeaderValue::try_from(self.bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// The longest value a [`Text`] holds: a `RateLimit` of a few items.
+pub(crate) const TEXT: usize = 128;
+
+/// A header value written on the stack, then copied once into a value of
+/// exactly its length: one allocation, and no growing buffer to check on
+/// each write. Its writer says beforehand that it fits ([`TEXT`] bytes).
+pub(crate) struct Text {
+    bytes: [u8; TEXT],
+    len: usize,
+}
+
+impl Text {
+    pub(crate) fn new() -> Self {
+        Self { bytes: [0; TEXT], len: 0 }
+    }
+
+    pub(crate) fn push(&mut self, more: &[u8]) {
+        let end = self.len + more.len();
+        debug_assert!(end <= TEXT, "a header value was longer than its writer said");
+        if let Some(room) = self.bytes.get_mut(self.len..end) {
+            room.copy_from_slice(more);
+            self.len = end;
+        }
+    }
+
+    /// `value` in decimal ([`decimal_len`] long).
+    pub(crate) fn decimal(&mut self, value: u64) {
+        self.push(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// The value. As for [`Value::finish`], never the empty fallback.
+    pub(crate) fn finish(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.bytes[..self.len]).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 }
 
@@ -112,9 +149,10 @@ pub(crate) fn number(value: u64) -> HeaderValue {
         }
     }
     // Copied once into a value of its exact length: `HeaderValue::from(u64)`
-    // allocates twice. Digits are always valid: never the fallback.
-    HeaderValue::from_bytes(itoa::Buffer::new().format(value).as_bytes())
-        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    // allocates twice.
+    let mut text = Text::new();
+    text.decimal(value);
+    text.finish()
 }
 
 /// Bytes kept by [`intern`] so far, process-wide.
@@ -164,6 +202,19 @@ mod tests {
         value.push(b"\"api\";q");
         value.decimal(12_345);
         assert_eq!(value.finish(), "\"api\";q12345");
+    }
+
+    #[test]
+    fn text_values_read_as_written_up_to_their_room() {
+        let mut text = Text::new();
+        text.push(b"\"api\";r=");
+        text.decimal(u64::MAX);
+        text.push(b";t=");
+        text.decimal(0);
+        assert_eq!(text.finish(), format!("\"api\";r={};t=0", u64::MAX).as_str());
+        let mut full = Text::new();
+        full.push(&[b'x'; TEXT]);
+        assert_eq!(full.finish(), "x".repeat(TEXT).as_str());
     }
 
     #[test]
