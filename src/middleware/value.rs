@@ -149,10 +149,9 @@ pub(crate) fn number(value: u64) -> HeaderValue {
         }
     }
     // Copied once into a value of its exact length: `HeaderValue::from(u64)`
-    // allocates twice.
-    let mut text = Text::new();
-    text.decimal(value);
-    text.finish()
+    // allocates twice. Digits are always valid: never the fallback.
+    HeaderValue::from_bytes(itoa::Buffer::new().format(value).as_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Bytes kept by [`intern`] so far, process-wide.
@@ -212,6 +211,11 @@ mod tests {
         text.push(b";t=");
         text.decimal(0);
         assert_eq!(text.finish(), format!("\"api\";r={};t=0", u64::MAX).as_str());
+        for value in [0, 1, 9, 10, 99, 100, 101, 999, 1000, 12_345, 999_999, u64::MAX] {
+            let mut text = Text::new();
+            text.decimal(value);
+            assert_eq!(text.finish(), value.to_string().as_str(), "{value}");
+        }
         let mut full = Text::new();
         full.push(&[b'x'; TEXT]);
         assert_eq!(full.finish(), "x".repeat(TEXT).as_str());
