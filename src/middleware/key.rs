@@ -257,9 +257,16 @@ impl<B> Head for Request<B> {
 /// A request's key: inline when short, which an IP address always is.
 #[derive(Debug)]
 pub(crate) enum Key {
-    Inline { bytes: [u8; INLINE], len: u8 },
+    Inline { bytes: InlineBytes, len: u8 },
     Owned(String),
 }
+
+/// A short key's bytes, word-aligned: `str::from_utf8` checks ASCII that
+/// starts on a word boundary in a tight loop, and one that does not a byte
+/// at a time until it reaches one.
+#[derive(Debug)]
+#[repr(C, align(8))]
+pub(crate) struct InlineBytes([u8; INLINE]);
 
 /// Each octet of an IPv4 address as text: its digits then a dot, padded to
 /// four bytes, and how many of them are digits and dot.
@@ -294,10 +301,10 @@ impl Key {
             IpAddr::V4(v4) => {
                 // Four bytes copied per octet, its digits and a dot, from a
                 // table; the last dot is left out of the length.
-                let (mut bytes, mut len) = ([0; INLINE], 0);
+                let (mut bytes, mut len) = (InlineBytes([0; INLINE]), 0);
                 for octet in v4.octets() {
                     let (text, text_len) = OCTETS[usize::from(octet)];
-                    if let Some(room) = bytes.get_mut(len..len + 4) {
+                    if let Some(room) = bytes.0.get_mut(len..len + 4) {
                         room.copy_from_slice(&text);
                         len += usize::from(text_len);
                     }
@@ -307,7 +314,7 @@ impl Key {
             // IPv6 is less common, and its shortest form has rules of its own.
             IpAddr::V6(v6) => {
                 use std::fmt::Write;
-                let mut key = Key::Inline { bytes: [0; INLINE], len: 0 };
+                let mut key = Key::Inline { bytes: InlineBytes([0; INLINE]), len: 0 };
                 let _ = write!(key, "{v6}");
                 key
             }
@@ -319,12 +326,12 @@ impl Key {
         match self {
             Key::Inline { bytes, len } if usize::from(*len) + more.len() <= INLINE => {
                 let start = usize::from(*len);
-                bytes[start..start + more.len()].copy_from_slice(more);
+                bytes.0[start..start + more.len()].copy_from_slice(more);
                 *len += more.len() as u8;
             }
             Key::Inline { bytes, len } => {
                 let mut owned = Vec::with_capacity(usize::from(*len) + more.len());
-                owned.extend_from_slice(&bytes[..usize::from(*len)]);
+                owned.extend_from_slice(&bytes.0[..usize::from(*len)]);
                 owned.extend_from_slice(more);
                 *self = Key::Owned(String::from_utf8(owned).unwrap_or_default());
             }
@@ -335,7 +342,7 @@ impl Key {
     pub(crate) fn as_str(&self) -> &str {
         match self {
             // Only ever filled from `str`s, whole: never the fallback.
-            Key::Inline { bytes, len } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            Key::Inline { bytes, len } => std::str::from_utf8(&bytes.0[..usize::from(*len)]).unwrap_or_default(),
             Key::Owned(key) => key,
         }
     }
@@ -343,7 +350,7 @@ impl Key {
 
 impl From<&str> for Key {
     fn from(key: &str) -> Self {
-        let mut inline = Key::Inline { bytes: [0; INLINE], len: 0 };
+        let mut inline = Key::Inline { bytes: InlineBytes([0; INLINE]), len: 0 };
         if key.len() <= INLINE {
             inline.push(key.as_bytes());
             inline
