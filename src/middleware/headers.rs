@@ -19,7 +19,7 @@ use std::time::Duration;
 use http::header::{CONTENT_TYPE, Entry, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
-use super::value::{TEXT, Text, Value, decimal_len, intern, number};
+use super::value::{TEXT, Text, Value, Write, decimal_len, intern, number};
 use crate::error::{Result, invalid};
 use crate::{Breakdown, Decision, Error};
 
@@ -388,13 +388,7 @@ fn ratelimit_value(shape: &Shape, answer: &Answer) -> HeaderValue {
     };
     if shape.ratelimit_longest < TEXT {
         let mut text = Text::new();
-        for (index, limit) in shape.limits.iter().enumerate() {
-            let (remaining, reset) = numbers(index);
-            text.push(&limit.ratelimit_prefix);
-            text.decimal(remaining);
-            text.push(b";t=");
-            text.decimal(reset);
-        }
+        ratelimit_items(&mut text, shape, &numbers);
         return text.finish();
     }
     let mut len = 0;
@@ -403,6 +397,12 @@ fn ratelimit_value(shape: &Shape, answer: &Answer) -> HeaderValue {
         len += limit.ratelimit_prefix.len() + decimal_len(remaining) + 3 + decimal_len(reset);
     }
     let mut value = Value::with_len(len);
+    ratelimit_items(&mut value, shape, &numbers);
+    value.finish()
+}
+
+/// The items of `RateLimit`, each limit's `numbers` (remaining, reset).
+fn ratelimit_items(value: &mut impl Write, shape: &Shape, numbers: &impl Fn(usize) -> (u64, u64)) {
     for (index, limit) in shape.limits.iter().enumerate() {
         let (remaining, reset) = numbers(index);
         value.push(&limit.ratelimit_prefix);
@@ -410,7 +410,6 @@ fn ratelimit_value(shape: &Shape, answer: &Answer) -> HeaderValue {
         value.push(b";t=");
         value.decimal(reset);
     }
-    value.finish()
 }
 
 /// The rate-limit fields of one response: built as soon as the decisions

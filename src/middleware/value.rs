@@ -35,15 +35,6 @@ impl Value {
         Self { bytes: Vec::with_capacity(len), len }
     }
 
-    pub(crate) fn push(&mut self, bytes: &[u8]) {
-        self.bytes.extend_from_slice(bytes);
-    }
-
-    /// `value` in decimal ([`decimal_len`] long).
-    pub(crate) fn decimal(&mut self, value: u64) {
-        self.push(itoa::Buffer::new().format(value).as_bytes());
-    }
-
     /// The text written so far.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes
@@ -74,23 +65,37 @@ impl Text {
         Self { bytes: [0; TEXT], len: 0 }
     }
 
-    pub(crate) fn push(&mut self, more: &[u8]) {
+    /// The value. As for [`Value::finish`], never the empty fallback.
+    pub(crate) fn finish(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.bytes[..self.len]).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// What a header value is written into: a [`Text`] on the stack, or a
+/// [`Value`] of an announced length.
+pub(crate) trait Write {
+    fn push(&mut self, bytes: &[u8]);
+
+    /// `value` in decimal ([`decimal_len`] long).
+    fn decimal(&mut self, value: u64) {
+        self.push(itoa::Buffer::new().format(value).as_bytes());
+    }
+}
+
+impl Write for Value {
+    fn push(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+}
+
+impl Write for Text {
+    fn push(&mut self, more: &[u8]) {
         let end = self.len + more.len();
         debug_assert!(end <= TEXT, "a header value was longer than its writer said");
         if let Some(room) = self.bytes.get_mut(self.len..end) {
             room.copy_from_slice(more);
             self.len = end;
         }
-    }
-
-    /// `value` in decimal ([`decimal_len`] long).
-    pub(crate) fn decimal(&mut self, value: u64) {
-        self.push(itoa::Buffer::new().format(value).as_bytes());
-    }
-
-    /// The value. As for [`Value::finish`], never the empty fallback.
-    pub(crate) fn finish(&self) -> HeaderValue {
-        HeaderValue::from_bytes(&self.bytes[..self.len]).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 }
 
