@@ -316,6 +316,42 @@ async fn an_ip_function_keys_as_peer_ip_does() {
 }
 
 #[tokio::test]
+async fn an_ip_from_an_extension_keys_as_peer_ip_does_and_plans_still_see_the_head() {
+    use axum::extract::ConnectInfo;
+    let limiter = three_per_ten_seconds();
+    let by_connect_info = || KeyExtractor::ip_from_extension(|ConnectInfo(addr): &ConnectInfo<SocketAddr>| addr.ip());
+    let mut service = RateLimitLayer::new(limiter.clone(), by_connect_info()).layer(Inner::default());
+    let from =
+        |peer: &str| Request::builder().extension(ConnectInfo(peer.parse::<SocketAddr>().unwrap())).body(()).unwrap();
+    for peer in ["10.0.0.1:5000", "[::ffff:10.0.0.1]:5001", "[2001:db8::1]:443"] {
+        assert_eq!(send(&mut service, from(peer)).await.0, StatusCode::OK);
+    }
+    assert_eq!(remaining(&*limiter, "10.0.0.1").await, 1, "one allowance over IPv4 and IPv4-mapped IPv6");
+    assert_eq!(remaining(&*limiter, "2001:db8::1").await, 2);
+    assert_eq!(send(&mut service, request()).await.0, StatusCode::BAD_REQUEST, "no extension, no key");
+    assert_eq!(
+        send(&mut service, from_peer("10.0.0.1:5000")).await.0,
+        StatusCode::BAD_REQUEST,
+        "a bare SocketAddr is not it"
+    );
+
+    // With a plan extractor the head is moved out for it; the key is the same.
+    let plans = Arc::new(InMemory::new(
+        Plans::new("free", TokenBucket::new(3, Rate::per_second(1)).unwrap())
+            .unwrap()
+            .plan("pro", TokenBucket::new(5, Rate::per_second(1)).unwrap())
+            .unwrap(),
+    ));
+    let mut service = RateLimitLayer::new(plans.clone(), by_connect_info())
+        .plan_from_fn(|parts| parts.headers.contains_key("x-pro").then_some("pro"))
+        .layer(Inner::default());
+    let mut pro = from("10.0.0.2:5000");
+    pro.headers_mut().insert("x-pro", http::HeaderValue::from_static("1"));
+    assert_eq!(send(&mut service, pro).await.0, StatusCode::OK);
+    assert_eq!(plans.check_detailed_sync("10.0.0.2", 0, Some("pro")).unwrap().decision().remaining(), 4);
+}
+
+#[tokio::test]
 async fn a_key_function_sees_the_request_head() {
     let limiter = three_per_ten_seconds();
     let by_tenant =
@@ -721,6 +757,7 @@ async fn each_key_extractor_names_its_own_likely_cause() {
     for (extractor, cause) in [
         (KeyExtractor::header(API_KEY), "no x-api-key header"),
         (KeyExtractor::ip_from_fn(|_| None), "into_make_service_with_connect_info::<SocketAddr>()"),
+        (KeyExtractor::ip_from_extension(|addr: &SocketAddr| addr.ip()), "SocketAddr in the request's extensions"),
         (KeyExtractor::from_fn(|_| None), "returned None"),
     ] {
         let logs = Capture::default();

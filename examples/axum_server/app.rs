@@ -84,9 +84,7 @@ pub fn app(limits: Limits) -> tollgate::Result<Router> {
     // axum puts the peer address in a `ConnectInfo<SocketAddr>` extension
     // (when served with `into_make_service_with_connect_info`); tollgate does
     // not depend on axum, so the key extractor is told where to find it.
-    let by_ip = KeyExtractor::ip_from_fn(|parts| {
-        parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
-    });
+    let by_ip = KeyExtractor::ip_from_extension(|ConnectInfo(addr): &ConnectInfo<SocketAddr>| addr.ip());
     let per_ip = RateLimitLayer::new(limits.per_ip, by_ip).policy_name("per-ip")?.headers(HeaderSet::Both);
     let public = Router::new()
         .route("/public/hello", get(|| async { "hello, world\n" }))

@@ -156,9 +156,7 @@ fn composite() -> tollgate::Result<RateLimitLayer> {
 
 /// The client's IP, through axum's `ConnectInfo`.
 fn by_ip() -> KeyExtractor {
-    KeyExtractor::ip_from_fn(|parts| {
-        parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
-    })
+    KeyExtractor::ip_from_extension(|ConnectInfo(addr): &ConnectInfo<SocketAddr>| addr.ip())
 }
 
 /// One `GET /` from `client` through `router`, in process: called, polled

@@ -19,7 +19,7 @@ use std::time::Duration;
 use http::header::{CONTENT_TYPE, Entry, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
-use super::value::{Value, decimal_len, intern, number};
+use super::value::{TEXT, Text, Value, Write, decimal_len, intern, number};
 use crate::error::{Result, invalid};
 use crate::{Breakdown, Decision, Error};
 
@@ -192,6 +192,8 @@ pub(crate) struct Shape {
     plan: Option<Box<str>>,
     limits: Box<[ShapeLimit]>,
     policy: HeaderValue,
+    /// The longest its `RateLimit` value can be, whatever the numbers.
+    ratelimit_longest: usize,
 }
 
 #[derive(Debug)]
@@ -247,7 +249,9 @@ impl Shape {
             .collect();
         let policy = policy_value(&limits);
         let policy = if keep { intern(policy) } else { policy.finish() };
-        Self { plan: breakdown.plan().map(Box::from), limits, policy }
+        let ratelimit_longest =
+            limits.iter().map(|limit| limit.ratelimit_prefix.len() + decimal_len(u64::MAX) * 2 + 3).sum();
+        Self { plan: breakdown.plan().map(Box::from), limits, policy, ratelimit_longest }
     }
 
     /// One unnamed limit, in no plan: what a plain limiter's decisions are.
@@ -375,18 +379,30 @@ fn policy_value(limits: &[ShapeLimit]) -> Value {
     value
 }
 
-/// `RateLimit`: `"name";r=<remaining>;t=<reset>, ...`.
+/// `RateLimit`: `"name";r=<remaining>;t=<reset>, ...`: on the stack when it
+/// fits, as it does for a few items.
 fn ratelimit_value(shape: &Shape, answer: &Answer) -> HeaderValue {
     let numbers = |index: usize| {
         let decision = answer.nth(index);
         (decision.remaining(), ceil_secs(decision.reset_after()))
     };
+    if shape.ratelimit_longest < TEXT {
+        let mut text = Text::new();
+        ratelimit_items(&mut text, shape, &numbers);
+        return text.finish();
+    }
     let mut len = 0;
     for (index, limit) in shape.limits.iter().enumerate() {
         let (remaining, reset) = numbers(index);
         len += limit.ratelimit_prefix.len() + decimal_len(remaining) + 3 + decimal_len(reset);
     }
     let mut value = Value::with_len(len);
+    ratelimit_items(&mut value, shape, &numbers);
+    value.finish()
+}
+
+/// The items of `RateLimit`, each limit's `numbers` (remaining, reset).
+fn ratelimit_items(value: &mut impl Write, shape: &Shape, numbers: &impl Fn(usize) -> (u64, u64)) {
     for (index, limit) in shape.limits.iter().enumerate() {
         let (remaining, reset) = numbers(index);
         value.push(&limit.ratelimit_prefix);
@@ -394,7 +410,6 @@ fn ratelimit_value(shape: &Shape, answer: &Answer) -> HeaderValue {
         value.push(b";t=");
         value.decimal(reset);
     }
-    value.finish()
 }
 
 /// The rate-limit fields of one response: built as soon as the decisions
@@ -406,13 +421,13 @@ pub(crate) struct Fields {
     x_ratelimit: Option<XRateLimit>,
 }
 
-/// The `X-RateLimit-*` trio of the binding limit.
+/// The `X-RateLimit-*` trio of the binding limit: its numbers, made values
+/// only if they are written (another layer's may be tighter).
 #[derive(Debug)]
 struct XRateLimit {
     remaining: u64,
+    reset_secs: u64,
     limit_value: HeaderValue,
-    remaining_value: HeaderValue,
-    reset_value: HeaderValue,
 }
 
 impl Fields {
@@ -428,9 +443,8 @@ impl Fields {
             let decision = answer.nth(index);
             XRateLimit {
                 remaining: decision.remaining(),
+                reset_secs: ceil_secs(decision.reset_after()),
                 limit_value: shape.limits[index].x_limit.clone(),
-                remaining_value: number(decision.remaining()),
-                reset_value: number(ceil_secs(decision.reset_after())),
             }
         });
         Self { ietf, x_ratelimit }
@@ -461,14 +475,14 @@ impl Fields {
                     if tighter_already {
                         return;
                     }
-                    written.insert(x.remaining_value);
+                    written.insert(number(x.remaining));
                 }
                 Entry::Vacant(vacant) => {
-                    vacant.insert(x.remaining_value);
+                    vacant.insert(number(x.remaining));
                 }
             }
             headers.insert(X_RATELIMIT_LIMIT, x.limit_value);
-            headers.insert(X_RATELIMIT_RESET, x.reset_value);
+            headers.insert(X_RATELIMIT_RESET, number(x.reset_secs));
         }
     }
 }

@@ -158,13 +158,22 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let (parts, body) = request.into_parts();
-        let key = config.key.key(&parts).or_else(|| match &config.missing_key {
+        // The built-in extractors read the request where it is; functions
+        // of `&Parts` (a public signature) have its head moved out and back.
+        let mut request = request;
+        let (key, plan) = if config.plan.is_some() || config.key.reads_parts() {
+            let (parts, body) = request.into_parts();
+            let key = config.key.key(&parts);
+            let plan = config.plan.as_ref().and_then(|plan| plan.plan(&parts));
+            request = Request::from_parts(parts, body);
+            (key, plan)
+        } else {
+            (config.key.key(&request), None)
+        };
+        let key = key.or_else(|| match &config.missing_key {
             MissingKey::Fallback(key) => Some(Key::from(key.as_str())),
             MissingKey::Reject => None,
         });
-        let plan = config.plan.as_ref().and_then(|plan| plan.plan(&parts));
-        let request = Request::from_parts(parts, body);
         let Some(key) = key else {
             config.log.missing_key(&config.naming.name, &config.key);
             config.requests.answered(&config.naming.name, Answered::NoKey);
@@ -205,8 +214,12 @@ where
             }
         };
         let state = match verdict {
+            // Returned from here, the response future is built in place:
+            // not moved once more through `state`.
             Verdict::Pass { wait, fields } if wait.is_zero() => {
-                State::Calling { response: self.inner.call(request), fields: Some(fields) }
+                return ResponseFuture {
+                    state: State::Calling { response: self.inner.call(request), fields: Some(fields) },
+                };
             }
             Verdict::Pass { wait, fields } => State::Holding {
                 sleep: tokio::time::sleep(wait),

@@ -3,10 +3,11 @@
 //! The layer's own work is small next to writing five header values, so
 //! how they are made decides what it costs (see docs/middleware.md):
 //!
-//! - a value that changes per response ([`Value`]) is written into a buffer
-//!   of exactly its length (numbers by `itoa`), which becomes the value
-//!   without a copy: one allocation, where `format!` took two and the
-//!   formatting machinery;
+//! - a value that changes per response ([`Text`]) is written on the stack
+//!   (numbers by `itoa`) and copied once into a value of exactly its
+//!   length: one allocation, where `format!` took two and the formatting
+//!   machinery; one too long for the stack ([`Value`]) is written into a
+//!   buffer of exactly its length, which becomes the value without a copy;
 //! - a number below 10 000 ([`number`]) is a slice of a table built at
 //!   compile time: no allocation;
 //! - a value that is the same on every response of a layer (its
@@ -34,15 +35,6 @@ impl Value {
         Self { bytes: Vec::with_capacity(len), len }
     }
 
-    pub(crate) fn push(&mut self, bytes: &[u8]) {
-        self.bytes.extend_from_slice(bytes);
-    }
-
-    /// `value` in decimal ([`decimal_len`] long).
-    pub(crate) fn decimal(&mut self, value: u64) {
-        self.push(itoa::Buffer::new().format(value).as_bytes());
-    }
-
     /// The text written so far.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes
@@ -54,6 +46,56 @@ impl Value {
     pub(crate) fn finish(self) -> HeaderValue {
         debug_assert_eq!(self.bytes.len(), self.len, "a header value's length was miscounted");
         HeaderValue::try_from(self.bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// The longest value a [`Text`] holds: a `RateLimit` of a few items.
+pub(crate) const TEXT: usize = 128;
+
+/// A header value written on the stack, then copied once into a value of
+/// exactly its length: one allocation, and no growing buffer to check on
+/// each write. Its writer says beforehand that it fits ([`TEXT`] bytes).
+pub(crate) struct Text {
+    bytes: [u8; TEXT],
+    len: usize,
+}
+
+impl Text {
+    pub(crate) fn new() -> Self {
+        Self { bytes: [0; TEXT], len: 0 }
+    }
+
+    /// The value. As for [`Value::finish`], never the empty fallback.
+    pub(crate) fn finish(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.bytes[..self.len]).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// What a header value is written into: a [`Text`] on the stack, or a
+/// [`Value`] of an announced length.
+pub(crate) trait Write {
+    fn push(&mut self, bytes: &[u8]);
+
+    /// `value` in decimal ([`decimal_len`] long).
+    fn decimal(&mut self, value: u64) {
+        self.push(itoa::Buffer::new().format(value).as_bytes());
+    }
+}
+
+impl Write for Value {
+    fn push(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+}
+
+impl Write for Text {
+    fn push(&mut self, more: &[u8]) {
+        let end = self.len + more.len();
+        debug_assert!(end <= TEXT, "a header value was longer than its writer said");
+        if let Some(room) = self.bytes.get_mut(self.len..end) {
+            room.copy_from_slice(more);
+            self.len = end;
+        }
     }
 }
 
@@ -164,6 +206,24 @@ mod tests {
         value.push(b"\"api\";q");
         value.decimal(12_345);
         assert_eq!(value.finish(), "\"api\";q12345");
+    }
+
+    #[test]
+    fn text_values_read_as_written_up_to_their_room() {
+        let mut text = Text::new();
+        text.push(b"\"api\";r=");
+        text.decimal(u64::MAX);
+        text.push(b";t=");
+        text.decimal(0);
+        assert_eq!(text.finish(), format!("\"api\";r={};t=0", u64::MAX).as_str());
+        for value in [0, 1, 9, 10, 99, 100, 101, 999, 1000, 12_345, 999_999, u64::MAX] {
+            let mut text = Text::new();
+            text.decimal(value);
+            assert_eq!(text.finish(), value.to_string().as_str(), "{value}");
+        }
+        let mut full = Text::new();
+        full.push(&[b'x'; TEXT]);
+        assert_eq!(full.finish(), "x".repeat(TEXT).as_str());
     }
 
     #[test]
