@@ -133,6 +133,7 @@ impl Observer {
     /// (`denied`) the check's [`Observation`] records as any other's.
     /// Feeds `tollgate_redis_calls_saved_total{limiter}`; nothing without
     /// the feature `metrics`.
+    #[cfg(feature = "redis")]
     #[inline]
     pub(crate) fn deny_cache_saved(&self) {
         #[cfg(feature = "metrics")]
@@ -221,6 +222,7 @@ mod handles {
     pub(super) const CHECKS: &str = "tollgate_checks_total";
     pub(super) const DURATION: &str = "tollgate_check_duration_seconds";
     pub(super) const KEYS: &str = "tollgate_memory_keys";
+    #[cfg(feature = "redis")]
     pub(super) const SAVED: &str = "tollgate_redis_calls_saved_total";
 
     /// Each family apart, so that a limiter shows only the series it feeds:
@@ -229,6 +231,7 @@ mod handles {
     pub(super) struct Lazy {
         checks: OnceLock<Checks>,
         keys: OnceLock<Gauge>,
+        #[cfg(feature = "redis")]
         saved: OnceLock<Counter>,
     }
 
@@ -264,6 +267,7 @@ mod handles {
             })
         }
 
+        #[cfg(feature = "redis")]
         pub(super) fn saved(&self, name: &str) -> &Counter {
             self.saved.get_or_init(|| {
                 metrics::describe_counter!(SAVED, Unit::Count, "Redis calls the local deny cache answered instead");

@@ -21,7 +21,10 @@ mod meter;
 mod plans;
 
 pub use composite::Composite;
-pub(crate) use composite::{Named, combine};
+pub(crate) use composite::Named;
+// The Redis backend combines the decisions its script returns.
+#[cfg(any(feature = "redis", test))]
+pub(crate) use composite::combine;
 pub(crate) use meter::Meter;
 pub use plans::Plans;
 
