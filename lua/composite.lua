@@ -6,10 +6,10 @@
 --
 -- KEYS[k]        limit k's state: <prefix><name>:<tag>:{<user key>}; every
 --                key has the user key as its hash tag, so all are in one slot
--- ARGV[1], ARGV[2] as the prelude says
--- ARGV[1 + 2k]   the module of limit k, for k = 1 .. #KEYS
--- ARGV[2 + 2k]   i: where limit k's configuration starts in ARGV (ARGV[i..]
---                is what its module's `ARGV[3..]:` line says)
+-- ARGV[1]        the request, as the prelude says
+-- ARGV[2k]       the module of limit k, for k = 1 .. #KEYS, in decimal
+-- ARGV[2k + 1]   i: where limit k's configuration is in ARGV, in decimal
+--                (ARGV[i] is what its module's `ARGV[2]:` line says)
 --
 -- COMPOSITE REPLY: the prelude's REPLY for each limit, in the order of KEYS
 --   (one string: limit k's seven integers are its bytes 56k - 55 .. 56k).
@@ -28,11 +28,11 @@ local limits = #KEYS
 local decided = {}
 local every_one_admits = true
 for k = 1, limits do
-  local module = modules[tonumber(ARGV[1 + 2 * k])]
+  local module = modules[tonumber(ARGV[2 * k])]
   if not module then
-    error('tollgate composite: no module ' .. tostring(ARGV[1 + 2 * k]))
+    error('tollgate composite: no module ' .. tostring(ARGV[2 * k]))
   end
-  local at = tonumber(ARGV[2 + 2 * k])
+  local at = tonumber(ARGV[2 * k + 1])
   local result = pack(module.decide(k, at))
   decided[k] = {module = module, at = at, result = result}
   -- allowed: the last byte of the reply's first integer.

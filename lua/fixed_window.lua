@@ -4,13 +4,13 @@
 --          the start (µs since the epoch) of the window the key last admitted
 --          in, and the units admitted there. A start, not a window index, so
 --          that a configuration with another period reads it sensibly.
--- ARGV[3..]: amount period_us
+-- ARGV[2]: amount period_us
 --   amount units per window of period_us µs; windows are aligned to the epoch
 -- Writes   an admitted non-zero cost, with a TTL to the end of its window:
 --          itself if `write`, else it returns the state and TTL for commit
 
 local function decide(k, i, write)
-  local amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local amount, period_us = struct.unpack('>I8I8', ARGV[i])
   local stored_start, stored_count = 0, 0
   local raw = redis.call('GET', KEYS[k])
   if raw then
@@ -19,12 +19,12 @@ local function decide(k, i, write)
       tag, stored_start, stored_count = struct.unpack('>c1dd', raw)
     end
     if tag ~= 'f' then
-      invalid_state(k, 'not the state of this algorithm')
+      error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
     end
     -- Integers from 0 to 2^53 (NaN fails every comparison; an infinity's `% 1` is NaN).
     if not (stored_start >= 0 and stored_start <= MAX_EXACT and stored_start % 1 == 0
         and stored_count >= 0 and stored_count <= MAX_EXACT and stored_count % 1 == 0) then
-      invalid_state(k, 'start_us or count is not an integer from 0 to 2^53')
+      error({err = 'TOLLGATE key ' .. k .. ': start_us or count is not an integer from 0 to 2^53'})
     end
   end
   -- A clock that went back is held at the newest window seen: no second allowance.
@@ -66,7 +66,7 @@ local function decide(k, i, write)
     ttl = ttl + 1
   end
   if write then
-    redis.call('SET', KEYS[k], state, 'PX', ttl)
+    redis.call('SET', KEYS[k], state, 'PX', string.format('%d', ttl))
     return reply
   end
   return reply, state, ttl

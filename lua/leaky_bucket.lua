@@ -2,7 +2,7 @@
 -- meter of lua/meter.lua with tag 'l' (debt: the queue's backlog; a request
 -- is period_us units, and each µs drains `amount`).
 --
--- ARGV[3..]: capacity amount period_us
+-- ARGV[2]: capacity amount period_us
 --   capacity requests may wait (capacity + 1 are admitted at once), drained
 --   at amount requests per period_us µs
 -- Writes   an admitted non-zero cost, with a TTL to when the queue is empty
@@ -11,7 +11,7 @@
 --          max_wait_us, even past the capacity
 
 local function decide(k, i, write)
-  local capacity, amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local capacity, amount, period_us = struct.unpack('>I8I8I8', ARGV[i])
   -- (capacity + 1) * period_us <= 2^53 by validation; the backlog never exceeds 2^53.
   local slots = capacity + 1
   local full = slots * period_us
@@ -60,7 +60,7 @@ local commit = write_state
 
 -- lua/give_back.lua's: a reservation's slots, back if it is the newest.
 local function give_back(k, i, at_us, wait_us)
-  local capacity, amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local capacity, amount, period_us = struct.unpack('>I8I8I8', ARGV[i])
   local added = cost * period_us
   return give_back_meter(k, 'l', 'L', amount, period_us, added, added, (capacity + 1) * period_us, at_us, wait_us)
 end

@@ -15,62 +15,59 @@
 -- upper case. A state written with another period carries over as whole
 -- units, a unit partly drained counting as used, and never more than `full`;
 -- one reserved ahead carries over whole (Meter::carried_over).
--- `elapsed * amount` may pass 2^53, so it is formed only when it is below
--- the debt.
+-- src/redis/scripts.rs writes its body in place of its call in a single
+-- script (a function made and called on every decision costs Redis as much
+-- as several lines of arithmetic), so it returns once, at its end.
 local function read_meter(k, tag, reserved_tag, amount, period_us, full)
+  local before, now = 0, now_us
   local raw = redis.call('GET', KEYS[k])
-  if not raw then
-    return 0, now_us
-  end
-  local found, debt, updated_us, written_period_us
-  if #raw == 25 then
-    found, debt, updated_us, written_period_us = struct.unpack('>c1ddd', raw)
-  end
-  local reserved = found == reserved_tag
-  if found ~= tag and not reserved then
-    invalid_state(k, 'not the state of this algorithm')
-  end
-  -- Integers from 0 (the period from 1) to 2^53 (NaN fails every
-  -- comparison; an infinity's `% 1` is NaN).
-  if not (debt >= 0 and debt <= MAX_EXACT and debt % 1 == 0
-      and updated_us >= 0 and updated_us <= MAX_EXACT and updated_us % 1 == 0
-      and written_period_us >= 1 and written_period_us <= MAX_EXACT and written_period_us % 1 == 0) then
-    invalid_state(k, 'debt, updated_us or period_us is not an integer from 0 (1) to 2^53')
-  end
-  if written_period_us ~= period_us then
-    local most = full
-    if reserved then
-      most = MAX_EXACT
+  if raw then
+    local found, debt, updated_us, written_period_us
+    if #raw == 25 then
+      found, debt, updated_us, written_period_us = struct.unpack('>c1ddd', raw)
     end
-    -- ceil(debt / written_period_us), at most most / period_us: a whole
-    -- number of units, exactly.
-    local units = (debt - debt % written_period_us) / written_period_us
-    if debt % written_period_us > 0 then
-      units = units + 1
+    local reserved = found == reserved_tag
+    if found ~= tag and not reserved then
+      error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
     end
-    local most_units = (most - most % period_us) / period_us
-    if units > most_units then
-      units = most_units
+    -- Integers from 0 (the period from 1) to 2^53 (NaN fails every
+    -- comparison; an infinity's `% 1` is NaN).
+    if not (debt >= 0 and debt <= MAX_EXACT and debt % 1 == 0
+        and updated_us >= 0 and updated_us <= MAX_EXACT and updated_us % 1 == 0
+        and written_period_us >= 1 and written_period_us <= MAX_EXACT and written_period_us % 1 == 0) then
+      error({err = 'TOLLGATE key ' .. k .. ': debt, updated_us or period_us is not an integer from 0 (1) to 2^53'})
     end
-    debt = units * period_us
-  elseif debt > full and not reserved then
-    debt = full
+    if written_period_us ~= period_us then
+      -- ceil(debt / written_period_us) units, at most full / period_us (or,
+      -- reserved ahead, 2^53 / period_us): a whole number, exactly.
+      local most = full
+      if reserved then
+        most = MAX_EXACT
+      end
+      local units = (debt - debt % written_period_us) / written_period_us
+      if debt % written_period_us > 0 then
+        units = units + 1
+      end
+      local most_units = (most - most % period_us) / period_us
+      if units > most_units then
+        units = most_units
+      end
+      debt = units * period_us
+    elseif debt > full and not reserved then
+      debt = full
+    end
+    if updated_us > now then
+      now = updated_us
+    end
+    -- Drained by `elapsed * amount`, which is exact below 2^53 and rounds to
+    -- at least 2^53 above it, where it is at least any debt: so the
+    -- comparison is exact, and so is the difference it lets through.
+    local drained = (now - updated_us) * amount
+    if drained < debt then
+      before = debt - drained
+    end
   end
-  local now = now_us
-  if updated_us > now then
-    now = updated_us
-  end
-  local elapsed = now - updated_us
-  -- Drained once elapsed >= ceil(debt / amount).
-  local r = debt % amount
-  local drained_after = (debt - r) / amount
-  if r > 0 then
-    drained_after = drained_after + 1
-  end
-  if elapsed >= drained_after then
-    return 0, now
-  end
-  return debt - elapsed * amount, now
+  return before, now
 end
 
 -- reservable in src/algorithm/meter.rs: the debt a request may take the meter
@@ -82,28 +79,19 @@ local function reservable(mark, amount)
 end
 
 -- The state string of a meter holding `debt` as of `now`, tagged
--- `reserved_tag` if the debt is past `full`, else `tag`, and its TTL: until
--- the debt has drained, when the key reads as new.
-local function meter_state(tag, reserved_tag, debt, full, now, amount, period_us)
+-- `reserved_tag` if the debt is past `full`, else `tag`.
+local function meter_state(tag, reserved_tag, debt, full, now, period_us)
   if debt > full then
     tag = reserved_tag
   end
-  -- In whole ms rounded up, as the prelude says.
-  local ttl_us = (now - now_us) + (debt - debt % amount) / amount
-  if debt % amount > 0 then
-    ttl_us = ttl_us + 1
-  end
-  local ttl = (ttl_us - ttl_us % 1000) / 1000 + ttl_extra_ms
-  if ttl_us % 1000 > 0 then
-    ttl = ttl + 1
-  end
-  return struct.pack('>c1ddd', tag, debt, now, period_us), ttl
+  return struct.pack('>c1ddd', tag, debt, now, period_us)
 end
 
 -- The end of an admission that leaves the meter at `after` as of `now`:
 -- the reply (`limit`, the units left, until the meter is empty, `wait`),
 -- and, for a non-zero cost, the state written (by itself if `write`, else
--- returned with its TTL for commit).
+-- returned with its TTL for commit). A single script has its body in place
+-- of its call, as read_meter's, and meter_state's in that.
 local function admitted(k, tag, reserved_tag, limit, full, after, wait, now, amount, period_us, write)
   -- Past full (reserved ahead): no unit left, never a negative number.
   local left = 0
@@ -118,9 +106,16 @@ local function admitted(k, tag, reserved_tag, limit, full, after, wait, now, amo
   if cost == 0 then
     return reply
   end
-  local state, ttl = meter_state(tag, reserved_tag, after, full, now, amount, period_us)
+  local state = meter_state(tag, reserved_tag, after, full, now, period_us)
+  -- The TTL: until the meter is empty, from now_us, in whole ms rounded up,
+  -- as the prelude says.
+  local ttl_us = (now - now_us) + reset_after
+  local ttl = (ttl_us - ttl_us % 1000) / 1000 + ttl_extra_ms
+  if ttl_us % 1000 > 0 then
+    ttl = ttl + 1
+  end
   if write then
-    redis.call('SET', KEYS[k], state, 'PX', ttl)
+    redis.call('SET', KEYS[k], state, 'PX', string.format('%d', ttl))
     return reply
   end
   return reply, state, ttl
@@ -160,7 +155,7 @@ local function give_back_meter(k, tag, reserved_tag, amount, period_us, added, m
   if ttl_us <= 0 then
     redis.call('DEL', KEYS[k])
   else
-    local state = meter_state(tag, reserved_tag, left, full, updated_us, amount, period_us)
+    local state = meter_state(tag, reserved_tag, left, full, updated_us, period_us)
     write_state(k, state, ttl_ms(ttl_us))
   end
   return 1

@@ -3,13 +3,20 @@
 -- them), then lua/single.lua, which calls the algorithm's decide, telling it
 -- to write what it admits.
 --
--- ARGV[1]  cost: units asked for (an integer; 0 peeks)
--- ARGV[2]  now_us: µs since the Unix epoch from the client's clock, or '' to
---          use the server's TIME (the default: app servers with skewed clocks
---          still agree)
--- ARGV[3..] the algorithm's configuration, as its file's `ARGV[3..]:` line says
---          (a reservation, lua/reserve.lua, and a give-back, lua/give_back.lua,
---          append their own arguments after it)
+-- ARGV[1]  the request: cost, units asked for (an integer; 0 peeks), then
+--          in client-time mode now_us, µs since the Unix epoch from the
+--          client's clock; without it the script uses the server's TIME (the
+--          default: app servers with skewed clocks still agree)
+-- ARGV[2]  the algorithm's configuration: the fields its file's `ARGV[2]:`
+--          line names
+-- Both are strings of unsigned 64-bit big-endian integers (struct.pack's
+-- '>I8'), read with struct.unpack: one argument for several numbers, and no
+-- decimal to parse. Redis makes a Lua string of each argument, in a table it
+-- grows one element at a time, and tonumber parses a decimal with strtod:
+-- a decimal argument per number cost a token bucket's decision a sixth of
+-- the floor's time (docs/redis.md, "What a decision costs Redis"). A
+-- reservation, lua/reserve.lua, and a give-back, lua/give_back.lua, append
+-- their own arguments after these, in decimal.
 --
 -- REPLY: allowed limit remaining retry_after_us reset_after_us wait_us decided_at_us
 --          (one string of seven unsigned 64-bit big-endian integers,
@@ -42,9 +49,12 @@
 
 -- Every call runs this whole chunk, and every function it makes (with each
 -- local it captures) or calls costs Redis about as much as a few lines of
--- arithmetic: so the prelude makes two small functions, and the algorithms
--- spell out their hot paths rather than call helpers (docs/redis.md, "What
--- a decision costs Redis").
+-- arithmetic: so the prelude makes two small functions, the algorithms
+-- spell out their hot paths rather than call helpers, and a single script
+-- has the meter's functions (lua/meter.lua) written in place of their calls
+-- by src/redis/scripts.rs. The scripts of a constant size (every one but
+-- the sliding log's) make no function at all: they raise invalid_state's
+-- error in place (docs/redis.md, "What a decision costs Redis").
 
 local MAX_EXACT = 9007199254740992
 local REPLY = '>I8I8I8I8I8I8I8'
@@ -57,25 +67,28 @@ end
 -- Writes a state string with its TTL (ms): the commit of every algorithm
 -- whose state is one string.
 local function write_state(k, value, ttl)
-  redis.call('SET', KEYS[k], value, 'PX', ttl)
+  redis.call('SET', KEYS[k], value, 'PX', string.format('%d', ttl))
 end
 
-local cost = tonumber(ARGV[1])
+local cost
 -- nil for a check; for a reservation (lua/reserve.lua sets it), how long the
 -- request may wait for its slot, µs: an algorithm that reserves admits it if
 -- its slot is at most that far away.
 local max_wait_us = nil
 -- A TTL is a time from now_us in whole ms, rounded up: when the state reads
--- as new again. A client clock need not run at the server's pace (a test's
+-- as new again. It goes to Redis as string.format('%d', ttl): Redis formats
+-- a number passed to redis.call with '%.17g', which costs it more than the
+-- call to string.format does. A client clock need not run at the server's pace (a test's
 -- manual clock does not), so in client-time mode a key is kept one second
 -- longer (ttl_extra_ms): an extra second of a state that reads as new
 -- changes no decision.
 local ttl_extra_ms = 0
 local now_us
-if ARGV[2] ~= '' then
-  now_us = tonumber(ARGV[2])
-  ttl_extra_ms = 1000
-else
+if #ARGV[1] == 8 then
+  cost = struct.unpack('>I8', ARGV[1])
   local time = redis.call('TIME')
   now_us = time[1] * 1000000 + time[2]
+else
+  cost, now_us = struct.unpack('>I8I8', ARGV[1])
+  ttl_extra_ms = 1000
 end

@@ -9,7 +9,7 @@
 --          that have left the window are removed a few at a time as new
 --          ones are written (so no call does unbounded work), and the whole
 --          key expires one period after its newest entry.
--- ARGV[3..]: amount period_us
+-- ARGV[2]: amount period_us
 --   amount units in any interval of period_us µs
 -- Writes   an admitted non-zero cost: its entry, the removal of up to
 --          REMOVED_PER_WRITE old entries, and a TTL to when every entry has
@@ -69,7 +69,7 @@ local function commit(k, at, added, replaced, expired_until, expired, ttl)
 end
 
 local function decide(k, i, write)
-  local amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local amount, period_us = struct.unpack('>I8I8', ARGV[i])
   local key = KEYS[k]
   -- The two oldest entries: with fewer than two, the oldest is the newest,
   -- and this one read is all a small log needs.

@@ -5,7 +5,7 @@
 --          last admitted in, the units admitted there, and the units
 --          admitted in the window before it. A start, not a window index, so
 --          that a configuration with another period reads it sensibly.
--- ARGV[3..]: amount period_us
+-- ARGV[2]: amount period_us
 --   amount units in a sliding window of period_us µs, the previous aligned
 --   window's count weighted by the part of it the sliding window covers
 -- Writes   an admitted non-zero cost, with a TTL to when the weighted count
@@ -16,24 +16,8 @@
 -- counts are cut to the amount, so every product below is at most
 -- amount * period_us and every duration at most 2 * period_us.
 
--- µs from a moment `overlap` µs before the current window ends until a
--- request of `cost` fits in the next window, where `current` is the
--- previous count: at its start if `current` leaves room, else once the
--- overlap there is down to the largest that does (at most a whole window
--- later, when nothing is left to weigh).
-local function until_it_fits_in_the_next_window(amount, period_us, overlap, current)
-  if current == 0 then
-    return overlap
-  end
-  local largest_overlap = floor_div((amount - cost) * period_us, current)
-  if largest_overlap > period_us then
-    largest_overlap = period_us
-  end
-  return overlap + (period_us - largest_overlap)
-end
-
 local function decide(k, i, write)
-  local amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local amount, period_us = struct.unpack('>I8I8', ARGV[i])
   local stored_start, stored_current, stored_previous = 0, 0, 0
   local raw = redis.call('GET', KEYS[k])
   if raw then
@@ -42,13 +26,13 @@ local function decide(k, i, write)
       tag, stored_start, stored_current, stored_previous = struct.unpack('>c1ddd', raw)
     end
     if tag ~= 'w' then
-      invalid_state(k, 'not the state of this algorithm')
+      error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
     end
     -- Integers from 0 to 2^53 (NaN fails every comparison; an infinity's `% 1` is NaN).
     if not (stored_start >= 0 and stored_start <= MAX_EXACT and stored_start % 1 == 0
         and stored_current >= 0 and stored_current <= MAX_EXACT and stored_current % 1 == 0
         and stored_previous >= 0 and stored_previous <= MAX_EXACT and stored_previous % 1 == 0) then
-      invalid_state(k, 'start_us, current or previous is not an integer from 0 to 2^53')
+      error({err = 'TOLLGATE key ' .. k .. ': start_us, current or previous is not an integer from 0 to 2^53'})
     end
   end
   -- A clock that went back is held at the newest window seen.
@@ -102,13 +86,26 @@ local function decide(k, i, write)
     -- largest that leaves room, in this window if that is at least one µs.
     local retry_after
     if cost <= amount - current then
-      local largest_overlap = floor_div((amount - current - cost) * period_us, previous)
+      local spare = (amount - current - cost) * period_us
+      local largest_overlap = (spare - spare % previous) / previous
       if largest_overlap >= 1 then
         retry_after = overlap - largest_overlap
       end
     end
     if not retry_after then
-      retry_after = until_it_fits_in_the_next_window(amount, period_us, overlap, current)
+      -- Else in the next window, where `current` is the previous count: at
+      -- its start if `current` leaves room, else once the overlap there is
+      -- down to the largest that does (at most a whole window later, when
+      -- nothing is left to weigh).
+      retry_after = overlap
+      if current > 0 then
+        local spare = (amount - cost) * period_us
+        local largest_overlap = (spare - spare % current) / current
+        if largest_overlap > period_us then
+          largest_overlap = period_us
+        end
+        retry_after = overlap + (period_us - largest_overlap)
+      end
     end
     if retry_after < 1 then
       retry_after = 1
@@ -127,7 +124,7 @@ local function decide(k, i, write)
     ttl = ttl + 1
   end
   if write then
-    redis.call('SET', KEYS[k], state, 'PX', ttl)
+    redis.call('SET', KEYS[k], state, 'PX', string.format('%d', ttl))
     return reply
   end
   return reply, state, ttl

@@ -2,14 +2,14 @@
 -- meter of lua/meter.lua with tag 't' (debt: how far the bucket is from full;
 -- a token is period_us units, and each µs refills `amount`).
 --
--- ARGV[3..]: capacity amount period_us
+-- ARGV[2]: capacity amount period_us
 --   capacity tokens in a full bucket, refilled at amount tokens per period_us µs
 -- Writes   an admitted non-zero cost, with a TTL to when the bucket is full again
 -- Reserves on credit: the debt may pass full by max_wait_us of refill, and the
 --          slot is when the bucket would have held the tokens (wait_us)
 
 local function decide(k, i, write)
-  local capacity, amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local capacity, amount, period_us = struct.unpack('>I8I8I8', ARGV[i])
   -- capacity * period_us <= 2^53 by validation; the debt never exceeds 2^53.
   local full = capacity * period_us
   local added = cost * period_us
@@ -61,7 +61,7 @@ local commit = write_state
 
 -- lua/give_back.lua's: a reservation's tokens, back if it is the newest.
 local function give_back(k, i, at_us, wait_us)
-  local capacity, amount, period_us = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local capacity, amount, period_us = struct.unpack('>I8I8I8', ARGV[i])
   local full = capacity * period_us
   return give_back_meter(k, 't', 'T', amount, period_us, cost * period_us, full, full, at_us, wait_us)
 end

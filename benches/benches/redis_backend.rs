@@ -62,7 +62,8 @@ impl<A: Algorithm> Subject for Tollgate<A> {
 struct RawEvalsha {
     script: redis::Script,
     connection: ConnectionManager,
-    config: Vec<u64>,
+    /// `ARGV[2..]`, as the limiter sends them.
+    args: Vec<Vec<u8>>,
     /// Redis keys, per task.
     redis_keys: Vec<Vec<String>>,
 }
@@ -72,9 +73,9 @@ impl Subject for RawEvalsha {
         let reply: Result<Vec<u8>, _> = self
             .script
             .key(&self.redis_keys[task][n])
-            .arg(1)
-            .arg("")
-            .arg(&self.config)
+            // The request: a cost of 1 on the server's clock.
+            .arg(&1_u64.to_be_bytes()[..])
+            .arg(&self.args)
             .invoke_async(&mut self.connection.clone())
             .await;
         reply.ok().map(|reply| reply[7] == 1)
@@ -152,12 +153,12 @@ impl Bench<'_> {
         let name = algorithm.name();
         let limiter = runtime.block_on(Redis::builder(algorithm).prefix(PREFIX).connect(&url)).expect("connects");
         let call = limiter.script_call();
-        let (source, config) = (call.source, call.config.to_vec());
+        let (source, args) = (call.source, call.args.to_vec());
         let keys = user_keys();
         let redis_keys = keys.iter().map(|keys| keys.iter().map(|key| limiter.redis_key(key)).collect()).collect();
         let client = redis::Client::open(url).unwrap();
         let connection = runtime.block_on(ConnectionManager::new(client)).expect("connects");
-        let raw = Arc::new(RawEvalsha { script: redis::Script::new(source), connection, config, redis_keys });
+        let raw = Arc::new(RawEvalsha { script: redis::Script::new(source), connection, args, redis_keys });
         let tollgate = Arc::new(Tollgate { limiter, keys });
         let mut statistics = runtime.block_on(self.server.connection());
         runtime.block_on(redis::cmd("CONFIG").arg("RESETSTAT").exec_async(&mut statistics)).unwrap();

@@ -36,7 +36,7 @@ struct Subject {
     script: redis::Script,
     keys: Vec<String>,
     /// ARGV after the key.
-    args: Vec<String>,
+    args: Vec<Vec<u8>>,
 }
 
 impl Subject {
@@ -47,7 +47,7 @@ impl Subject {
             name: "floor",
             script: redis::Script::new(include_str!("floor.lua")),
             keys: (0..KEYS).map(|n| format!("tollgate:gc:{{user:{n:06}}}")).collect(),
-            args: vec![interval_us.to_string(), (interval_us * AMOUNT).to_string()],
+            args: vec![interval_us.to_string().into_bytes(), (interval_us * AMOUNT).to_string().into_bytes()],
         }
     }
 
@@ -59,10 +59,8 @@ impl Subject {
             name: algorithm.name(),
             script: redis::Script::new(call.source),
             keys: (0..KEYS).map(|n| limiter.redis_key(&format!("user:{n:06}"))).collect(),
-            args: std::iter::once("1".to_owned())
-                .chain(std::iter::once(String::new()))
-                .chain(call.config.iter().map(u64::to_string))
-                .collect(),
+            // ARGV[1], the request: a cost of 1 on the server's clock.
+            args: std::iter::once(1_u64.to_be_bytes().to_vec()).chain(call.args.iter().cloned()).collect(),
         }
     }
 

@@ -222,8 +222,8 @@ impl<A: Algorithm, C> Redis<A, C> {
 pub struct ScriptCall<'a> {
     /// The script's source.
     pub source: &'static str,
-    /// `ARGV[3..]`.
-    pub config: &'a [u64],
+    /// `ARGV[2..]`, as sent: the configuration, packed (one argument).
+    pub args: &'a [Vec<u8>],
 }
 
 impl<A: Algorithm, C> Redis<A, C> {
@@ -231,7 +231,7 @@ impl<A: Algorithm, C> Redis<A, C> {
     #[doc(hidden)]
     pub fn script_call(&self) -> ScriptCall<'_> {
         let default = &self.inner.configurations[0];
-        ScriptCall { source: default.lua.source(), config: &default.config }
+        ScriptCall { source: default.lua.source(), args: &default.args }
     }
 }
 
@@ -244,7 +244,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         let prepared = &inner.configurations[index];
         let keys: Vec<String> = prepared.keys.iter().map(|part| part.redis_key(&inner.prefix, key)).collect();
         let mut connection = self.connection.clone();
-        let call = scripts::invoke(&mut connection, prepared.lua, &keys, cost, now_us, &prepared.config);
+        let call = scripts::invoke(&mut connection, prepared.lua, &keys, cost, now_us, &prepared.args);
         tokio::time::timeout(inner.timeout, call).await.unwrap_or(Err(Error::Timeout(inner.timeout)))
     }
 
@@ -262,10 +262,9 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         let mut connection = self.connection.clone();
         // Sent exactly (Lua's doubles hold integers to 2^53); the script caps it at the reach, as the step does.
         let max_wait_us = [max_wait_us.min(MAX_EXACT)];
-        let config = &inner.configurations[0].config;
+        let args = &inner.configurations[0].args;
         let redis_key = self.redis_key(key);
-        let call =
-            scripts::decide(&mut connection, &reserving.reserve, &redis_key, cost, now_us, [config, &max_wait_us]);
+        let call = scripts::decide(&mut connection, &reserving.reserve, &redis_key, cost, now_us, args, &max_wait_us);
         tokio::time::timeout(inner.timeout, call).await.unwrap_or(Err(Error::Timeout(inner.timeout)))
     }
 
@@ -588,9 +587,9 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> GiveBack f
             let mut connection = redis.connection.clone();
             let keys = [redis.redis_key(&key)];
             let appended = [at_us, wait_us];
-            let config = &inner.configurations[0].config;
+            let args = &inner.configurations[0].args;
             let call =
-                scripts::run::<_, u8>(&mut connection, &reserving.give_back, &keys, cost, now_us, [config, &appended]);
+                scripts::run::<_, u8>(&mut connection, &reserving.give_back, &keys, cost, now_us, args, &appended);
             // Best effort: if it fails, the slot goes unused.
             let _ = tokio::time::timeout(inner.timeout, call).await;
             // A slot given back lets the key admit sooner than a denial cached meanwhile said.

@@ -73,8 +73,8 @@ fn cut_decide(file: &str) -> (String, Option<&str>) {
 
 /// The script of one algorithm on one key: the prelude, the algorithm's
 /// `files` with their `decide` cut out, the `mains`, then, if `decides`, the
-/// body of `decide` in a `do ... end` block at the top of the chunk, where
-/// lua/single.lua has set its arguments; and of all that, only the
+/// body of `decide` ([`inlined`]) in a `do ... end` block at the top of the
+/// chunk, where lua/single.lua has set its arguments; and of all that, only the
 /// functions the script uses ([`without_unused_functions`]). Redis runs the
 /// whole chunk on every call, and a function made (with every local it
 /// captures) and called costs it as much as several lines of arithmetic
@@ -93,10 +93,93 @@ fn single_source(files: &[&str], mains: &[&str], decides: bool) -> String {
     }
     if decides {
         source.push_str("do\n");
-        source.push_str(decide.expect("an algorithm's files define decide"));
+        source.push_str(&inlined(decide.expect("an algorithm's files define decide"), &files.concat()));
         source.push_str("end\n");
     }
     without_unused_functions(source)
+}
+
+/// The functions that a single script has in place of their calls in its
+/// `decide` (lua/meter.lua's: the buckets' hot path), rather than make and
+/// call them on every decision.
+const INLINED: [&str; 4] = ["read_meter", "reservable", "meter_state", "admitted"];
+
+/// `body` with each call of an [`INLINED`] function that `files` defines
+/// replaced by the function's body, in a `do ... end` block that first
+/// binds its parameters to the arguments (those that differ), until none is
+/// left. A call is a line of its own: `return f(...)`, which the body's own
+/// returns then end; or `[local] a, b = f(...)`, for a function that returns
+/// once, at its end, whose values the block hands out through
+/// `inlined_1, ...` (the body's own locals may have the names of `a, b`).
+fn inlined(body: &str, files: &str) -> String {
+    let mut body = body.to_owned();
+    'inlining: loop {
+        for line in body.lines() {
+            let code = line.trim_start();
+            let indent = &line[..line.len() - code.len()];
+            let (targets, call) = match code.strip_prefix("return ") {
+                Some(call) => (None, call),
+                None => match code.split_once(" = ") {
+                    Some((targets, call)) => (Some(targets), call),
+                    None => continue,
+                },
+            };
+            let Some((name, arguments)) = call.strip_suffix(')').and_then(|call| call.split_once('(')) else {
+                continue;
+            };
+            if !INLINED.contains(&name) {
+                continue;
+            }
+            let definition = format!("local function {name}(");
+            let start = files.find(&definition).unwrap_or_else(|| panic!("{name} is defined")) + definition.len();
+            let (parameters, rest) = files[start..].split_once(")\n").expect("a definition's first line");
+            let function_body = &rest[..rest.find(END).expect("a function ends with an `end` line") + 1];
+            let mut block = format!("{indent}do\n");
+            // A parameter the body assigns to is rebound even to a variable of its name, which the caller may read after.
+            let assigned = |parameter: &str| {
+                function_body.lines().filter_map(|line| line.trim_start().split_once(" = ")).any(|(names, _)| {
+                    names.split(", ").all(is_identifier) && names.split(", ").any(|name| name == parameter)
+                })
+            };
+            let rebound: Vec<(&str, &str)> = parameters
+                .split(", ")
+                .zip(arguments.split(", "))
+                .filter(|&(parameter, argument)| parameter != argument || assigned(parameter))
+                .collect();
+            assert_eq!(parameters.split(", ").count(), arguments.split(", ").count(), "{line}");
+            if !rebound.is_empty() {
+                let (names, values): (Vec<&str>, Vec<&str>) = rebound.into_iter().unzip();
+                block += &format!("{indent}  local {} = {}\n", names.join(", "), values.join(", "));
+            }
+            let mut replacement = String::new();
+            match targets {
+                None => {
+                    for line in function_body.lines() {
+                        block += &format!("{}{line}\n", if line.is_empty() { "" } else { indent });
+                    }
+                    block += &format!("{indent}end\n");
+                }
+                Some(targets) => {
+                    let (lines, last) = function_body.trim_end().rsplit_once('\n').expect("a body and its return");
+                    let values = last.trim_start().strip_prefix("return ").expect("returns once, at its end");
+                    assert!(!lines.lines().any(|line| line.trim_start().starts_with("return")), "{name} returns early");
+                    let count = targets.trim_start_matches("local ").split(", ").count();
+                    let results: Vec<String> = (1..=count).map(|n| format!("inlined_{n}")).collect();
+                    replacement += &format!("{indent}local {}\n", results.join(", "));
+                    for line in lines.lines() {
+                        block += &format!("{}{line}\n", if line.is_empty() { "" } else { indent });
+                    }
+                    block += &format!("{indent}  {} = {values}\n{indent}end\n", results.join(", "));
+                    block += &format!("{indent}{targets} = {}\n", results.join(", "));
+                }
+            }
+            replacement += &block;
+            let at = body.find(&format!("{line}\n")).expect("the line is in the body");
+            body.replace_range(at..at + line.len() + 1, &replacement);
+            continue 'inlining;
+        }
+        return body;
+    }
 }
 
 /// `source` without the top-level functions it never names outside their
@@ -189,8 +272,8 @@ macro_rules! reserving {
 
 /// The registry: for each algorithm, the tag that its Redis keys carry (so
 /// that no two algorithms ever share a key), its Lua files, the fields of
-/// its configuration it sends as `ARGV[3..]`, in the order of its script's
-/// `ARGV[3..]:` line (a test holds the two together), and `reserves` if it
+/// its configuration it sends in `ARGV[2]` ([`packed`]), in the order of its
+/// script's `ARGV[2]:` line (a test holds the two together), and `reserves` if it
 /// reserves slots ahead (a test holds that to the algorithm's reach).
 ///
 /// The composite script is the prelude, then each algorithm's files in a
@@ -252,7 +335,7 @@ macro_rules! scripts {
             }
         }
 
-        /// `limit`'s configuration, as its script reads it from `ARGV[3]` on.
+        /// `limit`'s configuration, the fields its script reads from `ARGV[2]`.
         pub(crate) fn config(limit: &Limit) -> Vec<u64> {
             match limit {
                 $(Limit::$algorithm(algorithm) => vec![$(algorithm.$field),*],)*
@@ -348,41 +431,48 @@ pub(crate) fn redis_key(prefix: &str, name: Option<&str>, tag: &str, key: &str) 
 #[derive(Debug)]
 pub(crate) struct Prepared {
     pub(crate) lua: &'static Lua,
-    /// `ARGV[3..]`.
-    pub(crate) config: Vec<u64>,
+    /// `ARGV[2..]`, as sent.
+    pub(crate) args: Vec<Vec<u8>>,
     /// `KEYS`, in order: one per limit.
     pub(crate) keys: Vec<KeyPart>,
 }
 
 /// How `configuration` runs on Redis. One plain algorithm: its own script on
 /// its one key, as a lone limiter of it. Named limits: the composite script,
-/// whose `ARGV[3..]` is, for each limit `k`, its module's number and the
-/// index in ARGV where its configuration starts, then the configurations.
+/// whose `ARGV[2..]` is, for each limit `k`, its module's number and the
+/// index in ARGV of its configuration, then the configurations, one
+/// argument each.
 pub(crate) fn prepare(configuration: &Configuration<'_>) -> Prepared {
     match configuration.parts {
         Parts::One(limit) => Prepared {
             lua: script(&limit),
-            config: config(&limit),
+            args: vec![packed(&config(&limit))],
             keys: vec![KeyPart { name: None, tag: tag(&limit) }],
         },
         Parts::Several(named) => {
-            let mut header = Vec::with_capacity(2 * named.len());
-            let mut configs = Vec::new();
-            // ARGV[1], ARGV[2], then two per limit: the first configuration is at ARGV[3 + 2n].
-            let first = 3 + 2 * named.len() as u64;
-            for limit in named.iter().map(|named| &named.limit) {
-                header.extend([module(limit), first + configs.len() as u64]);
-                configs.extend(config(limit));
+            let mut args = Vec::with_capacity(3 * named.len());
+            // ARGV[1], then two per limit: the first configuration is ARGV[2 + 2n], one argument each.
+            let first = 2 + 2 * named.len();
+            for (n, limit) in named.iter().map(|named| &named.limit).enumerate() {
+                args.extend([module(limit), (first + n) as u64].map(|number| number.to_string().into_bytes()));
             }
-            header.extend(configs);
+            args.extend(named.iter().map(|named| packed(&config(&named.limit))));
             let keys =
                 named.iter().map(|named| KeyPart { name: Some(Arc::clone(&named.name)), tag: tag(&named.limit) });
-            Prepared { lua: composite_script(), config: header, keys: keys.collect() }
+            Prepared { lua: composite_script(), args, keys: keys.collect() }
         }
     }
 }
 
-/// Runs `lua` on `keys` with `ARGV = [cost, now_us or "", config...]`: each
+/// A configuration as a script reads it, in one argument (`ARGV[i]`): its
+/// fields as unsigned 64-bit big-endian integers, which the script unpacks
+/// with `struct.unpack('>I8...', ARGV[i])`. One string for all the fields,
+/// and no decimal to parse: lua/prelude.lua says why.
+pub(crate) fn packed(config: &[u64]) -> Vec<u8> {
+    config.iter().flat_map(|field| field.to_be_bytes()).collect()
+}
+
+/// Runs `lua` on `keys` with `ARGV = [request, args...]` (see [`run`]): each
 /// key's limit's decision, in order.
 pub(crate) async fn invoke<C: ConnectionLike>(
     connection: &mut C,
@@ -390,9 +480,9 @@ pub(crate) async fn invoke<C: ConnectionLike>(
     keys: &[String],
     cost: u64,
     now_us: Option<u64>,
-    config: &[u64],
+    args: &[Vec<u8>],
 ) -> Result<(Vec<Decision>, u64)> {
-    let reply: Vec<u8> = run(connection, lua, keys, cost, now_us, [config, &[]]).await?;
+    let reply: Vec<u8> = run(connection, lua, keys, cost, now_us, args, &[]).await?;
     decisions_from_reply(&integers(&reply)?, keys.len())
 }
 
@@ -403,14 +493,18 @@ pub(crate) async fn decide<C: ConnectionLike>(
     redis_key: &str,
     cost: u64,
     now_us: Option<u64>,
-    args: [&[u64]; 2],
+    args: &[Vec<u8>],
+    appended: &[u64],
 ) -> Result<Reply> {
     let keys = [redis_key.to_owned()];
-    from_reply(&integers(&run::<_, Vec<u8>>(connection, lua, &keys, cost, now_us, args).await?)?)
+    from_reply(&integers(&run::<_, Vec<u8>>(connection, lua, &keys, cost, now_us, args, appended).await?)?)
 }
 
-/// Runs `lua` on `keys` with `ARGV = [cost, now_us or "", args...]` (the
-/// configuration, then what the main appends).
+/// Runs `lua` on `keys` with `ARGV = [request, args..., appended...]`: the
+/// request is `cost`, then `now_us` if the client's clock is used, as
+/// unsigned 64-bit big-endian integers; then the configuration; then, in
+/// decimal, what the main appends (lua/prelude.lua says why the numbers
+/// are packed).
 ///
 /// `EVALSHA` first; redis-rs's `invoke_async` answers `NOSCRIPT` (after a
 /// restart or `SCRIPT FLUSH`) with `SCRIPT LOAD` and one more `EVALSHA`,
@@ -424,18 +518,23 @@ pub(crate) async fn run<C: ConnectionLike, T: redis::FromRedisValue>(
     keys: &[String],
     cost: u64,
     now_us: Option<u64>,
-    [config, appended]: [&[u64]; 2],
+    args: &[Vec<u8>],
+    appended: &[u64],
 ) -> Result<T> {
-    let now = now_us.map(|now_us| now_us.to_string()).unwrap_or_default();
+    let mut request = Vec::with_capacity(16);
+    request.extend(cost.to_be_bytes());
+    if let Some(now_us) = now_us {
+        request.extend(now_us.to_be_bytes());
+    }
     let mut invocation = lua.script.prepare_invoke();
     for key in keys {
         invocation.key(key);
     }
-    invocation.arg(cost).arg(&now).arg(config).arg(appended);
+    invocation.arg(&request).arg(args).arg(appended);
     let reply: Result<T, RedisError> = match invocation.invoke_async(connection).await {
         Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
             let mut eval = Cmd::new();
-            eval.arg("EVAL").arg(&lua.source).arg(keys.len()).arg(keys).arg(cost).arg(&now).arg(config).arg(appended);
+            eval.arg("EVAL").arg(&lua.source).arg(keys.len()).arg(keys).arg(&request).arg(args).arg(appended);
             eval.query_async(connection).await
         }
         reply => reply,
@@ -500,15 +599,15 @@ mod tests {
             .map(|(n, limit)| crate::algorithm::Named::new(format!("l{n}").into(), *limit))
             .collect();
         let prepared = prepare(&Configuration { plan: None, limit: 1, parts: Parts::Several(&named) });
-        let mut at = 3 + 2 * limits.len();
+        // ARGV[n] is args[n - 2]: ARGV[1] is the request.
+        let first = 2 + 2 * limits.len();
         for (k, limit) in limits.iter().enumerate() {
-            assert_eq!(prepared.config[2 * k], module(limit));
-            assert_eq!(prepared.config[2 * k + 1], at as u64);
-            // ARGV[at] is config[at - 3].
-            assert_eq!(prepared.config[at - 3..at - 3 + config(limit).len()], config(limit)[..]);
-            at += config(limit).len();
+            let decimal = |number: usize| number.to_string().into_bytes();
+            assert_eq!(prepared.args[2 * k], decimal(module(limit) as usize));
+            assert_eq!(prepared.args[2 * k + 1], decimal(first + k));
+            assert_eq!(prepared.args[first + k - 2], packed(&config(limit)));
         }
-        assert_eq!(prepared.config.len(), at - 3);
+        assert_eq!(prepared.args.len(), first + limits.len() - 2);
     }
 
     #[test]
@@ -525,11 +624,12 @@ mod tests {
 
     /// A script of one algorithm is the prelude, its files without their
     /// `decide`, lua/single.lua, then that `decide`'s body in a block: the
-    /// same lines, but run once at the top of the chunk; and it makes no
-    /// function it does not use.
+    /// same lines, but run once at the top of the chunk, with the meter's
+    /// functions written in place of their calls; and it makes no function
+    /// it does not use, and none at all for a state of a constant size.
     #[test]
     fn a_single_script_runs_the_body_of_its_algorithms_decide_in_place_and_makes_only_the_functions_it_uses() {
-        assert!(SINGLE.contains("local k, i, write = 1, 3, true\n"));
+        assert!(SINGLE.contains("local k, i, write = 1, 2, true\n"));
         for limit in one_of_each() {
             let source = script(&limit).source();
             let whole = files(&limit).concat();
@@ -538,14 +638,38 @@ mod tests {
             let end = start + whole[start..].find(END).unwrap() + END.len();
             let body = &whole[start + DECIDE.len()..end - END.len() + 1];
             assert!(source.starts_with("-- tollgate prelude"), "{limit:?}");
-            assert!(source.ends_with(&format!("{SINGLE}do\n{body}end\n")), "{limit:?}");
+            assert!(source.ends_with(&format!("{SINGLE}do\n{}end\n", inlined(body, &whole))), "{limit:?}");
+            for name in INLINED {
+                assert!(!source.contains(&format!("{name}(")), "{limit:?}: {name} is called");
+            }
             // The body ends as decide does, with a return: a block's last statement.
             assert!(body.trim_end().lines().last().unwrap().trim_start().starts_with("return "), "{limit:?}");
             assert!(!source.contains(DECIDE) && !source.contains("local function give_back"), "{limit:?}");
             for (name, _) in definitions(source) {
                 assert!(uses(source, name) > 1, "{limit:?}: {name} is not used");
             }
+            // A state of a constant size is read and written without a function made for it.
+            if !matches!(limit, Limit::SlidingLog(_)) {
+                let functions =
+                    definitions(source).into_iter().filter(|(_, at)| source[at.clone()].starts_with("local function"));
+                assert_eq!(functions.map(|(name, _)| name).collect::<Vec<_>>(), [] as [&str; 0], "{limit:?}");
+            }
         }
+    }
+
+    #[test]
+    fn an_inlined_function_is_its_body_in_a_block_that_binds_its_parameters_to_the_arguments() {
+        let files = "local function reservable(mark, amount)\n  local room = MAX_EXACT - mark\n  return mark + room\nend\n\
+                     local function admitted(k, tag, after)\n  if after > 0 then\n    tag = 'T'\n  end\n  return tag, k\nend\n";
+        let body = "  local most = 1\n  most = reservable(full, amount)\n  return admitted(k, tag, most)\n";
+        // `amount` and `k` are bound to themselves, and not assigned to: left as they are. `tag` is assigned
+        // to, and so rebound. A value is handed out through `inlined_1`; a tail call's returns are the body's.
+        assert_eq!(
+            inlined(body, files),
+            "  local most = 1\n  local inlined_1\n  do\n    local mark = full\n    local room = MAX_EXACT - mark\n    \
+             inlined_1 = mark + room\n  end\n  most = inlined_1\n  do\n    local tag, after = tag, most\n    \
+             if after > 0 then\n      tag = 'T'\n    end\n    return tag, k\n  end\n"
+        );
     }
 
     #[test]
@@ -557,24 +681,36 @@ mod tests {
         assert_eq!(uses("ab a_b a b.a (a)", "a"), 3);
     }
 
-    /// Each script's header says what it reads from `ARGV[3]` on, in a line
-    /// `-- ARGV[3..]: name name ...`: the registry must send exactly that.
+    /// Each script's header says what it reads from `ARGV[2]`, in a line
+    /// `-- ARGV[2]: name name ...`: the registry must send exactly that,
+    /// packed, and the script unpack exactly that many fields.
     #[test]
     fn every_script_reads_the_configuration_its_algorithm_sends() {
         for limit in one_of_each() {
             let source = script(&limit).source();
             let declared: Vec<&str> = source
                 .lines()
-                .filter_map(|line| line.strip_prefix("-- ARGV[3..]:"))
+                .filter_map(|line| line.strip_prefix("-- ARGV[2]:"))
                 .flat_map(str::split_whitespace)
                 .collect();
             assert_eq!(declared, config_fields(&limit), "{limit:?}");
             assert_eq!(config(&limit).len(), declared.len());
-            // ... and reads exactly that many: ARGV[i] to ARGV[i + n - 1].
-            let highest = (0..declared.len()).rev().find(|n| source.contains(&format!("ARGV[i + {n}]")));
-            let reads = highest.map_or(usize::from(source.contains("ARGV[i]")), |n| n + 1);
-            assert_eq!(reads, declared.len(), "{limit:?} reads {reads} ARGV");
+            let prepared = prepare(&Configuration { plan: None, limit: 1, parts: Parts::One(limit) });
+            assert_eq!(prepared.args, [packed(&config(&limit))], "{limit:?}");
+            assert_eq!(packed(&config(&limit)).len(), 8 * declared.len());
+            // ... and reads ARGV[i] only, as that many unsigned 64-bit integers.
+            let unpack = format!("struct.unpack('>{}', ARGV[i])", "I8".repeat(declared.len()));
+            let reads: Vec<&str> = source.match_indices("ARGV[i").map(|(at, _)| &source[at..at + 7]).collect();
+            assert!(reads.iter().all(|read| *read == "ARGV[i]"), "{limit:?} reads {reads:?}");
+            assert_eq!(source.matches("ARGV[i]").count(), source.matches(&unpack).count(), "{limit:?}");
+            assert!(source.contains(&unpack), "{limit:?}");
         }
+    }
+
+    #[test]
+    fn a_configuration_is_packed_as_big_endian_unsigned_64_bit_integers() {
+        assert_eq!(packed(&[1, 1 << 53]), [0, 0, 0, 0, 0, 0, 0, 1, 0, 0x20, 0, 0, 0, 0, 0, 0]);
+        assert!(packed(&[]).is_empty());
     }
 
     /// An algorithm has reserving scripts if and only if it reserves ahead;
