@@ -6,10 +6,12 @@
 --
 -- KEYS[k]        limit k's state: <prefix><name>:<tag>:{<user key>}; every
 --                key has the user key as its hash tag, so all are in one slot
--- ARGV[1]        the request, as the prelude says
+-- ARGV[1]        the request, as the prelude says (its configuration, zeros)
 -- ARGV[2k]       the module of limit k, for k = 1 .. #KEYS, in decimal
 -- ARGV[2k + 1]   i: where limit k's configuration is in ARGV, in decimal
---                (ARGV[i] is what its module's `ARGV[2]:` line says)
+--                (ARGV[i] is what its module's `CONFIG:` line says, three
+--                fields as in the request, read into config_1 .. config_3
+--                before each call of the module's decide)
 --
 -- COMPOSITE REPLY: the prelude's REPLY for each limit, in the order of KEYS
 --   (one string: limit k's seven integers are its bytes 56k - 55 .. 56k).
@@ -24,6 +26,10 @@ local function pack(...)
   return {n = select('#', ...), ...}
 end
 
+local function configure(i)
+  config_1, config_2, config_3 = struct_unpack('>I8I8I8', ARGV[i])
+end
+
 local limits = #KEYS
 local decided = {}
 local every_one_admits = true
@@ -33,7 +39,8 @@ for k = 1, limits do
     error('tollgate composite: no module ' .. tostring(ARGV[2 * k]))
   end
   local at = tonumber(ARGV[2 * k + 1])
-  local result = pack(module.decide(k, at))
+  configure(at)
+  local result = pack(module.decide(k))
   decided[k] = {module = module, at = at, result = result}
   -- allowed: the last byte of the reply's first integer.
   if string.byte(result[1], 8) ~= 1 then
@@ -54,7 +61,8 @@ else
   cost = 0
   for k = 1, limits do
     if string.byte(decided[k].result[1], 8) == 1 then
-      decided[k].result = pack(decided[k].module.decide(k, decided[k].at))
+      configure(decided[k].at)
+      decided[k].result = pack(decided[k].module.decide(k))
     end
   end
 end

@@ -31,14 +31,14 @@ end
 -- length is `size` and its first byte one of `tags` (a string of tag bytes),
 -- or nil for a missing key.
 local function read_state(k, tags, format, size)
-  local raw = redis.call('GET', KEYS[k])
+  local raw = redis_call('GET', KEYS[k])
   if not raw then
     return nil
   end
   if #raw ~= size or not string.find(tags, string.sub(raw, 1, 1), 1, true) then
     invalid_state(k, 'not the state of this algorithm')
   end
-  return struct.unpack(format, raw)
+  return struct_unpack(format, raw)
 end
 
 -- A TTL of `ttl_us` µs from now_us in whole ms, rounded up, as the prelude

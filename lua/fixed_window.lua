@@ -1,29 +1,31 @@
 -- tollgate fixed window: the step of src/algorithm/fixed_window.rs.
 --
--- STATE: a string of 17 bytes, struct.pack('>c1dd', 'f', start_us, count):
+-- STATE: a string of 17 bytes, struct_pack('>c1dd', 'f', start_us, count):
 --          the start (µs since the epoch) of the window the key last admitted
 --          in, and the units admitted there. A start, not a window index, so
 --          that a configuration with another period reads it sensibly.
--- ARGV[2]: amount period_us
+-- CONFIG: amount period_us
 --   amount units per window of period_us µs; windows are aligned to the epoch
 -- Writes   an admitted non-zero cost, with a TTL to the end of its window:
 --          itself if `write`, else it returns the state and TTL for commit
 
-local function decide(k, i, write)
-  local amount, period_us = struct.unpack('>I8I8', ARGV[i])
+local function decide(k, write)
+  local amount, period_us = config_1, config_2
   local stored_start, stored_count = 0, 0
-  local raw = redis.call('GET', KEYS[k])
+  local key = KEYS[k]
+  local raw = redis_call('GET', key)
   if raw then
     local tag
     if #raw == 17 then
-      tag, stored_start, stored_count = struct.unpack('>c1dd', raw)
+      tag, stored_start, stored_count = struct_unpack('>c1dd', raw)
     end
     if tag ~= 'f' then
       error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
     end
-    -- Integers from 0 to 2^53 (NaN fails every comparison; an infinity's `% 1` is NaN).
-    if not (stored_start >= 0 and stored_start <= MAX_EXACT and stored_start % 1 == 0
-        and stored_count >= 0 and stored_count <= MAX_EXACT and stored_count % 1 == 0) then
+    -- Integers from 0 to 2^53: in range (NaN fails every comparison), each
+    -- `% 1` is from 0 to below 1, and their sum is 0 only if each is.
+    if not (stored_start >= 0 and stored_start <= MAX_EXACT and stored_count >= 0
+        and stored_count <= MAX_EXACT and stored_start % 1 + stored_count % 1 == 0) then
       error({err = 'TOLLGATE key ' .. k .. ': start_us or count is not an integer from 0 to 2^53'})
     end
   end
@@ -52,21 +54,22 @@ local function decide(k, i, write)
 
   if cost > amount - count then
     -- until_next_window >= 1: never a retry after zero.
-    return struct.pack(REPLY, 0, amount, amount - count, until_next_window, reset_after, 0, now_us)
+    return struct_pack(REPLY, 0, amount, amount - count, until_next_window, reset_after, 0, now_us)
   end
   if cost == 0 then
-    return struct.pack(REPLY, 1, amount, amount - count, 0, reset_after, 0, now_us)
+    return struct_pack(REPLY, 1, amount, amount - count, 0, reset_after, 0, now_us)
   end
-  local reply = struct.pack(REPLY, 1, amount, amount - count - cost, 0, until_next_window, 0, now_us)
-  local state = struct.pack('>c1dd', 'f', start, count + cost)
+  local reply = struct_pack(REPLY, 1, amount, amount - count - cost, 0, until_next_window, 0, now_us)
+  local state = struct_pack('>c1dd', 'f', start, count + cost)
   -- The TTL: to the window's end, in whole ms rounded up.
   local ttl_us = until_next_window + (now - now_us)
-  local ttl = (ttl_us - ttl_us % 1000) / 1000 + ttl_extra_ms
-  if ttl_us % 1000 > 0 then
+  local sub_ms = ttl_us % 1000
+  local ttl = (ttl_us - sub_ms) / 1000 + ttl_extra_ms
+  if sub_ms > 0 then
     ttl = ttl + 1
   end
   if write then
-    redis.call('SET', KEYS[k], state, 'PX', string.format('%d', ttl))
+    redis_call('SET', key, state, 'PX', string.format('%d', ttl))
     return reply
   end
   return reply, state, ttl

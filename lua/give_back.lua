@@ -7,4 +7,4 @@
 --
 -- Replies 1 if the reservation was the newest in the key and was taken back
 -- exactly, else 0 (and then nothing changes).
-return give_back(1, 2, tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV]))
+return give_back(1, tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV]))

@@ -2,7 +2,7 @@
 -- meter of lua/meter.lua with tag 'l' (debt: the queue's backlog; a request
 -- is period_us units, and each µs drains `amount`).
 --
--- ARGV[2]: capacity amount period_us
+-- CONFIG: capacity amount period_us
 --   capacity requests may wait (capacity + 1 are admitted at once), drained
 --   at amount requests per period_us µs
 -- Writes   an admitted non-zero cost, with a TTL to when the queue is empty
@@ -10,13 +10,14 @@
 -- Reserves a departure: admitted if the backlog ahead drains within
 --          max_wait_us, even past the capacity
 
-local function decide(k, i, write)
-  local capacity, amount, period_us = struct.unpack('>I8I8I8', ARGV[i])
+local function decide(k, write)
+  local capacity, amount, period_us = config_1, config_2, config_3
   -- (capacity + 1) * period_us <= 2^53 by validation; the backlog never exceeds 2^53.
   local slots = capacity + 1
   local full = slots * period_us
   local added = cost * period_us
-  local before, now = read_meter(k, 'l', 'L', amount, period_us, full)
+  local key = KEYS[k]
+  local before, now = read_meter(k, key, 'l', 'L', amount, period_us, full)
   -- Meter.charge: a check may queue up to full; a reservation departs within
   -- max_wait_us. before + added may pass 2^53, so it is compared without
   -- being formed.
@@ -36,31 +37,33 @@ local function decide(k, i, write)
       -- ceil((before - (full - added)) / amount): full >= added, so this is
       -- exact where before + added might not be, and at least 1.
       local over = before - (full - added)
-      retry_after = (over - over % amount) / amount
-      if over % amount > 0 then
+      local over_remainder = over % amount
+      retry_after = (over - over_remainder) / amount
+      if over_remainder > 0 then
         retry_after = retry_after + 1
       end
     end
     -- Reservations may have queued past the capacity: no slot left, never a negative number.
     local left = 0
     if before < full then
-      left = (full - before - (full - before) % period_us) / period_us
+      local spare = full - before
+      left = (spare - spare % period_us) / period_us
     end
-    return struct.pack(REPLY, 0, slots, left, retry_after, drained_after, 0, now)
+    return struct_pack(REPLY, 0, slots, left, retry_after, drained_after, 0, now)
   end
   local after = before + added
   local wait = 0
   if cost > 0 then
     wait = drained_after
   end
-  return admitted(k, 'l', 'L', slots, full, after, wait, now, amount, period_us, write)
+  return admitted(k, key, 'l', 'L', slots, full, after, wait, now, amount, period_us, write)
 end
 
 local commit = write_state
 
 -- lua/give_back.lua's: a reservation's slots, back if it is the newest.
-local function give_back(k, i, at_us, wait_us)
-  local capacity, amount, period_us = struct.unpack('>I8I8I8', ARGV[i])
+local function give_back(k, at_us, wait_us)
+  local capacity, amount, period_us = config_1, config_2, config_3
   local added = cost * period_us
   return give_back_meter(k, 'l', 'L', amount, period_us, added, added, (capacity + 1) * period_us, at_us, wait_us)
 end

@@ -1,7 +1,7 @@
 -- tollgate meter: the state the token and leaky buckets share, the mirror of
 -- src/algorithm/meter.rs, used by lua/token_bucket.lua and lua/leaky_bucket.lua.
 --
--- STATE: a string of 25 bytes, struct.pack('>c1ddd', tag, debt, updated_us,
+-- STATE: a string of 25 bytes, struct_pack('>c1ddd', tag, debt, updated_us,
 --          period_us): tag 't' (token bucket) or 'l' (leaky bucket), so that
 --          neither reads the other's, in upper case ('T', 'L') when the debt
 --          is past the writer's full mark (reserved ahead: slots promised to
@@ -9,7 +9,7 @@
 --          the epoch); and the period_us it was written with, so that another
 --          configuration carries its usage over.
 
--- The debt of KEYS[k] drained to now, at `amount` units per µs, and now:
+-- The debt of KEYS[k], `key`, drained to now, at `amount` units per µs, and now:
 -- now_us clamped to the last write, so that a clock that went back refunds
 -- nothing. `tag` and `reserved_tag` are the algorithm's tags in lower and
 -- upper case. A state written with another period carries over as whole
@@ -18,23 +18,24 @@
 -- src/redis/scripts.rs writes its body in place of its call in a single
 -- script (a function made and called on every decision costs Redis as much
 -- as several lines of arithmetic), so it returns once, at its end.
-local function read_meter(k, tag, reserved_tag, amount, period_us, full)
+local function read_meter(k, key, tag, reserved_tag, amount, period_us, full)
   local before, now = 0, now_us
-  local raw = redis.call('GET', KEYS[k])
+  local raw = redis_call('GET', key)
   if raw then
     local found, debt, updated_us, written_period_us
     if #raw == 25 then
-      found, debt, updated_us, written_period_us = struct.unpack('>c1ddd', raw)
+      found, debt, updated_us, written_period_us = struct_unpack('>c1ddd', raw)
     end
     local reserved = found == reserved_tag
     if found ~= tag and not reserved then
       error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
     end
-    -- Integers from 0 (the period from 1) to 2^53 (NaN fails every
-    -- comparison; an infinity's `% 1` is NaN).
-    if not (debt >= 0 and debt <= MAX_EXACT and debt % 1 == 0
-        and updated_us >= 0 and updated_us <= MAX_EXACT and updated_us % 1 == 0
-        and written_period_us >= 1 and written_period_us <= MAX_EXACT and written_period_us % 1 == 0) then
+    -- Integers from 0 (the period from 1) to 2^53: in range (NaN fails every
+    -- comparison), each `% 1` is from 0 to below 1, and their sum is 0 only
+    -- if each is (one test where there were three).
+    if not (debt >= 0 and debt <= MAX_EXACT and updated_us >= 0 and updated_us <= MAX_EXACT
+        and written_period_us >= 1 and written_period_us <= MAX_EXACT
+        and debt % 1 + updated_us % 1 + written_period_us % 1 == 0) then
       error({err = 'TOLLGATE key ' .. k .. ': debt, updated_us or period_us is not an integer from 0 (1) to 2^53'})
     end
     if written_period_us ~= period_us then
@@ -44,8 +45,9 @@ local function read_meter(k, tag, reserved_tag, amount, period_us, full)
       if reserved then
         most = MAX_EXACT
       end
-      local units = (debt - debt % written_period_us) / written_period_us
-      if debt % written_period_us > 0 then
+      local debt_remainder = debt % written_period_us
+      local units = (debt - debt_remainder) / written_period_us
+      if debt_remainder > 0 then
         units = units + 1
       end
       local most_units = (most - most % period_us) / period_us
@@ -84,7 +86,7 @@ local function meter_state(tag, reserved_tag, debt, full, now, period_us)
   if debt > full then
     tag = reserved_tag
   end
-  return struct.pack('>c1ddd', tag, debt, now, period_us)
+  return struct_pack('>c1ddd', tag, debt, now, period_us)
 end
 
 -- The end of an admission that leaves the meter at `after` as of `now`:
@@ -92,17 +94,19 @@ end
 -- and, for a non-zero cost, the state written (by itself if `write`, else
 -- returned with its TTL for commit). A single script has its body in place
 -- of its call, as read_meter's, and meter_state's in that.
-local function admitted(k, tag, reserved_tag, limit, full, after, wait, now, amount, period_us, write)
+local function admitted(k, key, tag, reserved_tag, limit, full, after, wait, now, amount, period_us, write)
   -- Past full (reserved ahead): no unit left, never a negative number.
   local left = 0
   if after < full then
-    left = (full - after - (full - after) % period_us) / period_us
+    local spare = full - after
+    left = (spare - spare % period_us) / period_us
   end
-  local reset_after = (after - after % amount) / amount
-  if after % amount > 0 then
+  local after_remainder = after % amount
+  local reset_after = (after - after_remainder) / amount
+  if after_remainder > 0 then
     reset_after = reset_after + 1
   end
-  local reply = struct.pack(REPLY, 1, limit, left, 0, reset_after, wait, now)
+  local reply = struct_pack(REPLY, 1, limit, left, 0, reset_after, wait, now)
   if cost == 0 then
     return reply
   end
@@ -110,12 +114,13 @@ local function admitted(k, tag, reserved_tag, limit, full, after, wait, now, amo
   -- The TTL: until the meter is empty, from now_us, in whole ms rounded up,
   -- as the prelude says.
   local ttl_us = (now - now_us) + reset_after
-  local ttl = (ttl_us - ttl_us % 1000) / 1000 + ttl_extra_ms
-  if ttl_us % 1000 > 0 then
+  local sub_ms = ttl_us % 1000
+  local ttl = (ttl_us - sub_ms) / 1000 + ttl_extra_ms
+  if sub_ms > 0 then
     ttl = ttl + 1
   end
   if write then
-    redis.call('SET', KEYS[k], state, 'PX', string.format('%d', ttl))
+    redis_call('SET', key, state, 'PX', string.format('%d', ttl))
     return reply
   end
   return reply, state, ttl
@@ -153,7 +158,7 @@ local function give_back_meter(k, tag, reserved_tag, amount, period_us, added, m
   -- The state as it was before the reservation, with its TTL from now.
   local ttl_us = updated_us + ceil_div(left, amount) - now_us
   if ttl_us <= 0 then
-    redis.call('DEL', KEYS[k])
+    redis_call('DEL', KEYS[k])
   else
     local state = meter_state(tag, reserved_tag, left, full, updated_us, period_us)
     write_state(k, state, ttl_ms(ttl_us))

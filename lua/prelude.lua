@@ -4,30 +4,35 @@
 -- to write what it admits.
 --
 -- ARGV[1]  the request: cost, units asked for (an integer; 0 peeks), then
---          in client-time mode now_us, µs since the Unix epoch from the
---          client's clock; without it the script uses the server's TIME (the
---          default: app servers with skewed clocks still agree)
--- ARGV[2]  the algorithm's configuration: the fields its file's `ARGV[2]:`
---          line names
--- Both are strings of unsigned 64-bit big-endian integers (struct.pack's
--- '>I8'), read with struct.unpack: one argument for several numbers, and no
--- decimal to parse. Redis makes a Lua string of each argument, in a table it
--- grows one element at a time, and tonumber parses a decimal with strtod:
--- a decimal argument per number cost a token bucket's decision a sixth of
--- the floor's time (docs/redis.md, "What a decision costs Redis"). A
--- reservation, lua/reserve.lua, and a give-back, lua/give_back.lua, append
--- their own arguments after these, in decimal.
+--          clock: in client-time mode now_us, µs since the Unix epoch from
+--          the client's clock; else 2^64 - 1, and the script uses the
+--          server's TIME (the default: app servers with skewed clocks still
+--          agree); then the configuration: the fields named by the
+--          `CONFIG:` line of the algorithm's file, then zeros, three in all
+--          (a composite's request has zeros there, and each limit's
+--          configuration in an argument of its own: lua/composite.lua).
+--          2^64 - 1 for the server's clock: the configuration follows the
+--          clock, so the request's length cannot tell.
+-- These are unsigned 64-bit big-endian integers (struct.pack's '>I8'), read
+-- with struct.unpack: one argument for several numbers, and no decimal to
+-- parse. Redis makes a Lua string of each argument, in a table it grows one
+-- element at a time, and tonumber parses a decimal with strtod: a decimal
+-- argument per number cost a token bucket's decision a sixth of the floor's
+-- time, and a configuration in an argument of its own 2% more than in the
+-- request's (docs/redis.md, "What a decision costs Redis"). A reservation,
+-- lua/reserve.lua, and a give-back, lua/give_back.lua, append their own
+-- arguments after these, in decimal.
 --
 -- REPLY: allowed limit remaining retry_after_us reset_after_us wait_us decided_at_us
 --          (one string of seven unsigned 64-bit big-endian integers,
---          struct.pack(REPLY, ...): allowed is 1 or 0, durations in µs,
+--          struct_pack(REPLY, ...): allowed is 1 or 0, durations in µs,
 --          retry_after_us at least 1 in a denial (a client would spin on
 --          zero), decided_at_us the time the script decided at, µs since the
 --          epoch: now_us, but the buckets' (lua/meter.lua) is held at the
 --          newest time in their state, so that a reservation's slot is
 --          exactly decided_at_us + wait_us;
 --          src/redis/reply.rs reads it, and its tests hold this line and
---          every struct.pack(REPLY, ...) of the scripts to the Rust side). A
+--          every struct_pack(REPLY, ...) of the scripts to the Rust side). A
 --          string, not a table: Redis turns a table into an array reply of a
 --          length it learns only at the end, the costliest part of a call
 --          after its commands (docs/redis.md, "What a decision costs Redis").
@@ -58,6 +63,10 @@
 
 local MAX_EXACT = 9007199254740992
 local REPLY = '>I8I8I8I8I8I8I8'
+-- Redis looks a global up, and then the field in its table, on every use:
+-- about 180 instructions for each `struct.pack` before the call, as much as
+-- ten lines of arithmetic. The scripts call these three through locals.
+local redis_call, struct_pack, struct_unpack = redis.call, struct.pack, struct.unpack
 
 -- Aborts the script: KEYS[k] holds a value this script cannot read.
 local function invalid_state(k, why)
@@ -67,7 +76,7 @@ end
 -- Writes a state string with its TTL (ms): the commit of every algorithm
 -- whose state is one string.
 local function write_state(k, value, ttl)
-  redis.call('SET', KEYS[k], value, 'PX', string.format('%d', ttl))
+  redis_call('SET', KEYS[k], value, 'PX', string.format('%d', ttl))
 end
 
 local cost
@@ -84,11 +93,16 @@ local max_wait_us = nil
 -- changes no decision.
 local ttl_extra_ms = 0
 local now_us
-if #ARGV[1] == 8 then
-  cost = struct.unpack('>I8', ARGV[1])
-  local time = redis.call('TIME')
+-- 2^64 - 1 as a double (2^64): no client's time (the year 584 554).
+local SERVER_CLOCK = 18446744073709551615
+-- The configuration's fields, in the order of the algorithm's `CONFIG:`
+-- line, zeros past its last.
+local clock, config_1, config_2, config_3
+cost, clock, config_1, config_2, config_3 = struct_unpack('>I8I8I8I8I8', ARGV[1])
+if clock == SERVER_CLOCK then
+  local time = redis_call('TIME')
   now_us = time[1] * 1000000 + time[2]
 else
-  cost, now_us = struct.unpack('>I8I8', ARGV[1])
+  now_us = clock
   ttl_extra_ms = 1000
 end

@@ -9,7 +9,7 @@
 --          that have left the window are removed a few at a time as new
 --          ones are written (so no call does unbounded work), and the whole
 --          key expires one period after its newest entry.
--- ARGV[2]: amount period_us
+-- CONFIG: amount period_us
 --   amount units in any interval of period_us µs
 -- Writes   an admitted non-zero cost: its entry, the removal of up to
 --          REMOVED_PER_WRITE old entries, and a TTL to when every entry has
@@ -54,34 +54,34 @@ end
 local function commit(k, at, added, replaced, expired_until, expired, ttl)
   local key = KEYS[k]
   if replaced then
-    redis.call('ZREM', key, replaced)
+    redis_call('ZREM', key, replaced)
   end
-  redis.call('ZADD', key, string.format('%.0f', at), added)
+  redis_call('ZADD', key, string.format('%.0f', at), added)
   if expired_until then
     if not expired then
-      expired = redis.call('ZCOUNT', key, '-inf', expired_until)
+      expired = redis_call('ZCOUNT', key, '-inf', expired_until)
     end
     if expired > 0 then
-      redis.call('ZREMRANGEBYRANK', key, 0, math.min(expired, REMOVED_PER_WRITE) - 1)
+      redis_call('ZREMRANGEBYRANK', key, 0, math.min(expired, REMOVED_PER_WRITE) - 1)
     end
   end
-  redis.call('PEXPIRE', key, ttl)
+  redis_call('PEXPIRE', key, ttl)
 end
 
-local function decide(k, i, write)
-  local amount, period_us = struct.unpack('>I8I8', ARGV[i])
+local function decide(k, write)
+  local amount, period_us = config_1, config_2
   local key = KEYS[k]
   -- The two oldest entries: with fewer than two, the oldest is the newest,
   -- and this one read is all a small log needs.
-  local oldest = redis.call('ZRANGE', key, 0, 1, 'WITHSCORES')
+  local oldest = redis_call('ZRANGE', key, 0, 1, 'WITHSCORES')
   -- What the request writes (commit's arguments), if it is admitted with a non-zero cost.
   local at, added, replaced, expired_until, expired, ttl
   local reply
   if #oldest == 0 then
     if cost == 0 then
-      return struct.pack(REPLY, 1, amount, amount, 0, 0, 0, now_us)
+      return struct_pack(REPLY, 1, amount, amount, 0, 0, 0, now_us)
     end
-    reply = struct.pack(REPLY, 1, amount, amount - cost, 0, period_us, 0, now_us)
+    reply = struct_pack(REPLY, 1, amount, amount - cost, 0, period_us, 0, now_us)
     at, added, replaced, expired_until, expired, ttl = now_us, member(0, cost), false, false, false, ttl_ms(period_us)
     if write then
       commit(k, at, added, replaced, expired_until, expired, ttl)
@@ -91,7 +91,7 @@ local function decide(k, i, write)
   end
   local newest = oldest
   if #oldest > 2 then
-    newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    newest = redis_call('ZRANGE', key, -1, -1, 'WITHSCORES')
   end
   local newest_at, newest_before, newest_cost = entry(k, newest, 1)
   local total = (newest_before + newest_cost) % TOTAL_MODULUS
@@ -113,7 +113,7 @@ local function decide(k, i, write)
     expired = #oldest == 2 and 1
   else
     expired = false
-    first = redis.call('ZRANGEBYSCORE', key, '(' .. expired_until, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    first = redis_call('ZRANGEBYSCORE', key, '(' .. expired_until, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
     if #first == 0 then
       first = false
     else
@@ -139,29 +139,29 @@ local function decide(k, i, write)
     else
       -- Ranks of the first live entry and of the newest: the running totals
       -- grow along them, so the one that frees enough is found by bisection.
-      local lo = expired or redis.call('ZCOUNT', key, '-inf', expired_until)
-      local hi = redis.call('ZCARD', key) - 1
+      local lo = expired or redis_call('ZCOUNT', key, '-inf', expired_until)
+      local hi = redis_call('ZCARD', key) - 1
       while lo < hi do
         local mid = math.floor((lo + hi) / 2)
-        local _, before, cost_of = entry(k, redis.call('ZRANGE', key, mid, mid, 'WITHSCORES'), 1)
+        local _, before, cost_of = entry(k, redis_call('ZRANGE', key, mid, mid, 'WITHSCORES'), 1)
         if admitted_since(before_live, (before + cost_of) % TOTAL_MODULUS) >= excess then
           hi = mid
         else
           lo = mid + 1
         end
       end
-      freeing_at = entry(k, redis.call('ZRANGE', key, lo, lo, 'WITHSCORES'), 1)
+      freeing_at = entry(k, redis_call('ZRANGE', key, lo, lo, 'WITHSCORES'), 1)
     end
     local retry_after = period_us - (now - freeing_at)
     if retry_after < 1 then
       retry_after = 1
     end
-    return struct.pack(REPLY, 0, amount, amount - count, retry_after, until_empty, 0, now_us)
+    return struct_pack(REPLY, 0, amount, amount - count, retry_after, until_empty, 0, now_us)
   end
   if cost == 0 then
-    return struct.pack(REPLY, 1, amount, amount - count, 0, until_empty, 0, now_us)
+    return struct_pack(REPLY, 1, amount, amount - count, 0, until_empty, 0, now_us)
   end
-  reply = struct.pack(REPLY, 1, amount, amount - count - cost, 0, period_us, 0, now_us)
+  reply = struct_pack(REPLY, 1, amount, amount - count - cost, 0, period_us, 0, now_us)
   at, replaced, ttl = now, false, ttl_ms(period_us + (now - now_us))
   if now == newest_at then
     -- Requests of the same microsecond share one entry, so that no two

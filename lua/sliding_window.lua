@@ -1,11 +1,11 @@
 -- tollgate sliding window: the step of src/algorithm/sliding_window.rs.
 --
--- STATE: a string of 25 bytes, struct.pack('>c1ddd', 'w', start_us, current,
+-- STATE: a string of 25 bytes, struct_pack('>c1ddd', 'w', start_us, current,
 --          previous): the start (µs since the epoch) of the window the key
 --          last admitted in, the units admitted there, and the units
 --          admitted in the window before it. A start, not a window index, so
 --          that a configuration with another period reads it sensibly.
--- ARGV[2]: amount period_us
+-- CONFIG: amount period_us
 --   amount units in a sliding window of period_us µs, the previous aligned
 --   window's count weighted by the part of it the sliding window covers
 -- Writes   an admitted non-zero cost, with a TTL to when the weighted count
@@ -16,22 +16,24 @@
 -- counts are cut to the amount, so every product below is at most
 -- amount * period_us and every duration at most 2 * period_us.
 
-local function decide(k, i, write)
-  local amount, period_us = struct.unpack('>I8I8', ARGV[i])
+local function decide(k, write)
+  local amount, period_us = config_1, config_2
   local stored_start, stored_current, stored_previous = 0, 0, 0
-  local raw = redis.call('GET', KEYS[k])
+  local key = KEYS[k]
+  local raw = redis_call('GET', key)
   if raw then
     local tag
     if #raw == 25 then
-      tag, stored_start, stored_current, stored_previous = struct.unpack('>c1ddd', raw)
+      tag, stored_start, stored_current, stored_previous = struct_unpack('>c1ddd', raw)
     end
     if tag ~= 'w' then
       error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
     end
-    -- Integers from 0 to 2^53 (NaN fails every comparison; an infinity's `% 1` is NaN).
-    if not (stored_start >= 0 and stored_start <= MAX_EXACT and stored_start % 1 == 0
-        and stored_current >= 0 and stored_current <= MAX_EXACT and stored_current % 1 == 0
-        and stored_previous >= 0 and stored_previous <= MAX_EXACT and stored_previous % 1 == 0) then
+    -- Integers from 0 to 2^53: in range (NaN fails every comparison), each
+    -- `% 1` is from 0 to below 1, and their sum is 0 only if each is.
+    if not (stored_start >= 0 and stored_start <= MAX_EXACT and stored_current >= 0
+        and stored_current <= MAX_EXACT and stored_previous >= 0 and stored_previous <= MAX_EXACT
+        and stored_start % 1 + stored_current % 1 + stored_previous % 1 == 0) then
       error({err = 'TOLLGATE key ' .. k .. ': start_us, current or previous is not an integer from 0 to 2^53'})
     end
   end
@@ -110,21 +112,22 @@ local function decide(k, i, write)
     if retry_after < 1 then
       retry_after = 1
     end
-    return struct.pack(REPLY, 0, amount, left, retry_after, reset_after, 0, now_us)
+    return struct_pack(REPLY, 0, amount, left, retry_after, reset_after, 0, now_us)
   end
-  local reply = struct.pack(REPLY, 1, amount, left, 0, reset_after, 0, now_us)
+  local reply = struct_pack(REPLY, 1, amount, left, 0, reset_after, 0, now_us)
   if cost == 0 then
     return reply
   end
-  local state = struct.pack('>c1ddd', 'w', start, current + cost, previous)
+  local state = struct_pack('>c1ddd', 'w', start, current + cost, previous)
   -- The TTL, in whole ms rounded up, as the prelude says.
   local ttl_us = overlap + period_us + (now - now_us)
-  local ttl = (ttl_us - ttl_us % 1000) / 1000 + ttl_extra_ms
-  if ttl_us % 1000 > 0 then
+  local sub_ms = ttl_us % 1000
+  local ttl = (ttl_us - sub_ms) / 1000 + ttl_extra_ms
+  if sub_ms > 0 then
     ttl = ttl + 1
   end
   if write then
-    redis.call('SET', KEYS[k], state, 'PX', string.format('%d', ttl))
+    redis_call('SET', key, state, 'PX', string.format('%d', ttl))
     return reply
   end
   return reply, state, ttl

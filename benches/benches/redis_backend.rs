@@ -62,7 +62,7 @@ impl<A: Algorithm> Subject for Tollgate<A> {
 struct RawEvalsha {
     script: redis::Script,
     connection: ConnectionManager,
-    /// `ARGV[2..]`, as the limiter sends them.
+    /// `ARGV`, as the limiter sends them for a cost of 1 on the server's clock.
     args: Vec<Vec<u8>>,
     /// Redis keys, per task.
     redis_keys: Vec<Vec<String>>,
@@ -70,14 +70,8 @@ struct RawEvalsha {
 
 impl Subject for RawEvalsha {
     async fn check(&self, task: usize, n: usize) -> Option<bool> {
-        let reply: Result<Vec<u8>, _> = self
-            .script
-            .key(&self.redis_keys[task][n])
-            // The request: a cost of 1 on the server's clock.
-            .arg(&1_u64.to_be_bytes()[..])
-            .arg(&self.args)
-            .invoke_async(&mut self.connection.clone())
-            .await;
+        let reply: Result<Vec<u8>, _> =
+            self.script.key(&self.redis_keys[task][n]).arg(&self.args).invoke_async(&mut self.connection.clone()).await;
         reply.ok().map(|reply| reply[7] == 1)
     }
 }
@@ -153,7 +147,7 @@ impl Bench<'_> {
         let name = algorithm.name();
         let limiter = runtime.block_on(Redis::builder(algorithm).prefix(PREFIX).connect(&url)).expect("connects");
         let call = limiter.script_call();
-        let (source, args) = (call.source, call.args.to_vec());
+        let (source, args) = (call.source, call.args);
         let keys = user_keys();
         let redis_keys = keys.iter().map(|keys| keys.iter().map(|key| limiter.redis_key(key)).collect()).collect();
         let client = redis::Client::open(url).unwrap();

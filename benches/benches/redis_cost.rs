@@ -59,8 +59,8 @@ impl Subject {
             name: algorithm.name(),
             script: redis::Script::new(call.source),
             keys: (0..KEYS).map(|n| limiter.redis_key(&format!("user:{n:06}"))).collect(),
-            // ARGV[1], the request: a cost of 1 on the server's clock.
-            args: std::iter::once(1_u64.to_be_bytes().to_vec()).chain(call.args.iter().cloned()).collect(),
+            // The request, a cost of 1 on the server's clock, and the configuration.
+            args: call.args,
         }
     }
 

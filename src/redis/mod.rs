@@ -215,23 +215,25 @@ impl<A: Algorithm, C> Redis<A, C> {
     }
 }
 
-/// The script a limiter runs and the configuration it sends, for benches
-/// that call it directly. Not part of the stable API.
+/// The script a limiter runs and the arguments it sends, for benches that
+/// call it directly. Not part of the stable API.
 #[doc(hidden)]
-#[derive(Debug, Clone, Copy)]
-pub struct ScriptCall<'a> {
+#[derive(Debug, Clone)]
+pub struct ScriptCall {
     /// The script's source.
     pub source: &'static str,
-    /// `ARGV[2..]`, as sent: the configuration, packed (one argument).
-    pub args: &'a [Vec<u8>],
+    /// `ARGV`, as sent for a cost of 1 on the server's clock: the request,
+    /// with the configuration packed after it.
+    pub args: Vec<Vec<u8>>,
 }
 
 impl<A: Algorithm, C> Redis<A, C> {
-    /// The script this limiter runs and its configuration, for benches.
+    /// The script this limiter runs and its arguments, for benches.
     #[doc(hidden)]
-    pub fn script_call(&self) -> ScriptCall<'_> {
+    pub fn script_call(&self) -> ScriptCall {
         let default = &self.inner.configurations[0];
-        ScriptCall { source: default.lua.source(), args: &default.args }
+        let request = scripts::Request { cost: 1, now_us: None, config: &default.config };
+        ScriptCall { source: default.lua.source(), args: [vec![request.bytes()], default.args.clone()].concat() }
     }
 }
 
@@ -244,7 +246,8 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         let prepared = &inner.configurations[index];
         let keys: Vec<String> = prepared.keys.iter().map(|part| part.redis_key(&inner.prefix, key)).collect();
         let mut connection = self.connection.clone();
-        let call = scripts::invoke(&mut connection, prepared.lua, &keys, cost, now_us, &prepared.args);
+        let request = scripts::Request { cost, now_us, config: &prepared.config };
+        let call = scripts::invoke(&mut connection, prepared.lua, &keys, request, &prepared.args);
         tokio::time::timeout(inner.timeout, call).await.unwrap_or(Err(Error::Timeout(inner.timeout)))
     }
 
@@ -262,9 +265,11 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         let mut connection = self.connection.clone();
         // Sent exactly (Lua's doubles hold integers to 2^53); the script caps it at the reach, as the step does.
         let max_wait_us = [max_wait_us.min(MAX_EXACT)];
-        let args = &inner.configurations[0].args;
+        let prepared = &inner.configurations[0];
+        let request = scripts::Request { cost, now_us, config: &prepared.config };
         let redis_key = self.redis_key(key);
-        let call = scripts::decide(&mut connection, &reserving.reserve, &redis_key, cost, now_us, args, &max_wait_us);
+        let call =
+            scripts::decide(&mut connection, &reserving.reserve, &redis_key, request, &prepared.args, &max_wait_us);
         tokio::time::timeout(inner.timeout, call).await.unwrap_or(Err(Error::Timeout(inner.timeout)))
     }
 
@@ -587,9 +592,10 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> GiveBack f
             let mut connection = redis.connection.clone();
             let keys = [redis.redis_key(&key)];
             let appended = [at_us, wait_us];
-            let args = &inner.configurations[0].args;
+            let prepared = &inner.configurations[0];
+            let request = scripts::Request { cost, now_us, config: &prepared.config };
             let call =
-                scripts::run::<_, u8>(&mut connection, &reserving.give_back, &keys, cost, now_us, args, &appended);
+                scripts::run::<_, u8>(&mut connection, &reserving.give_back, &keys, request, &prepared.args, &appended);
             // Best effort: if it fails, the slot goes unused.
             let _ = tokio::time::timeout(inner.timeout, call).await;
             // A slot given back lets the key admit sooner than a denial cached meanwhile said.

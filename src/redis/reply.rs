@@ -88,7 +88,7 @@ mod tests {
         assert_eq!(FIELDS.len(), FIELD_COUNT);
     }
 
-    /// Every reply the scripts build, `struct.pack(REPLY, ...)`: the seven
+    /// Every reply the scripts build, `struct_pack(REPLY, ...)`: the seven
     /// fields, an admission with no retry-after, a denial with no wait.
     #[test]
     fn every_script_builds_its_replies_field_by_field_as_the_prelude_says() {
@@ -101,11 +101,11 @@ mod tests {
         ];
         let mut replies = 0;
         for script in scripts {
-            for (at, _) in script.match_indices("struct.pack(REPLY, ") {
+            for (at, _) in script.match_indices("struct_pack(REPLY, ") {
                 // The arguments, to the closing parenthesis, split at the commas outside parentheses.
                 let mut depth = 0;
                 let mut fields = vec![String::new()];
-                for c in script[at + "struct.pack(REPLY, ".len()..].chars() {
+                for c in script[at + "struct_pack(REPLY, ".len()..].chars() {
                     match c {
                         '(' => depth += 1,
                         ')' if depth == 0 => break,

@@ -58,7 +58,7 @@ const GIVE_BACK: &str = include_str!("../../lua/give_back.lua");
 /// The first line of every algorithm's `decide`, and the line that ends it
 /// (the first `end` at the start of a line after it: the files indent what
 /// is inside a function).
-const DECIDE: &str = "local function decide(k, i, write)\n";
+const DECIDE: &str = "local function decide(k, write)\n";
 const END: &str = "\nend\n";
 
 /// `file` with its `decide` cut out, and the body of that `decide`
@@ -272,8 +272,8 @@ macro_rules! reserving {
 
 /// The registry: for each algorithm, the tag that its Redis keys carry (so
 /// that no two algorithms ever share a key), its Lua files, the fields of
-/// its configuration it sends in `ARGV[2]` ([`packed`]), in the order of its
-/// script's `ARGV[2]:` line (a test holds the two together), and `reserves` if it
+/// its configuration it sends after the request ([`packed`]), in the order of its
+/// script's `CONFIG:` line (a test holds the two together), and `reserves` if it
 /// reserves slots ahead (a test holds that to the algorithm's reach).
 ///
 /// The composite script is the prelude, then each algorithm's files in a
@@ -335,7 +335,7 @@ macro_rules! scripts {
             }
         }
 
-        /// `limit`'s configuration, the fields its script reads from `ARGV[2]`.
+        /// `limit`'s configuration, the fields its script reads after the request.
         pub(crate) fn config(limit: &Limit) -> Vec<u64> {
             match limit {
                 $(Limit::$algorithm(algorithm) => vec![$(algorithm.$field),*],)*
@@ -431,6 +431,9 @@ pub(crate) fn redis_key(prefix: &str, name: Option<&str>, tag: &str, key: &str) 
 #[derive(Debug)]
 pub(crate) struct Prepared {
     pub(crate) lua: &'static Lua,
+    /// What follows the request's cost and clock in `ARGV[1]`: a plain
+    /// algorithm's configuration, packed (zeros for a composite).
+    pub(crate) config: Vec<u8>,
     /// `ARGV[2..]`, as sent.
     pub(crate) args: Vec<Vec<u8>>,
     /// `KEYS`, in order: one per limit.
@@ -438,7 +441,9 @@ pub(crate) struct Prepared {
 }
 
 /// How `configuration` runs on Redis. One plain algorithm: its own script on
-/// its one key, as a lone limiter of it. Named limits: the composite script,
+/// its one key, as a lone limiter of it, with its configuration in the
+/// request's argument (one argument fewer for Redis to make: lua/prelude.lua
+/// says why). Named limits: the composite script,
 /// whose `ARGV[2..]` is, for each limit `k`, its module's number and the
 /// index in ARGV of its configuration, then the configurations, one
 /// argument each.
@@ -446,7 +451,8 @@ pub(crate) fn prepare(configuration: &Configuration<'_>) -> Prepared {
     match configuration.parts {
         Parts::One(limit) => Prepared {
             lua: script(&limit),
-            args: vec![packed(&config(&limit))],
+            config: packed(&config(&limit)),
+            args: Vec::new(),
             keys: vec![KeyPart { name: None, tag: tag(&limit) }],
         },
         Parts::Several(named) => {
@@ -459,17 +465,24 @@ pub(crate) fn prepare(configuration: &Configuration<'_>) -> Prepared {
             args.extend(named.iter().map(|named| packed(&config(&named.limit))));
             let keys =
                 named.iter().map(|named| KeyPart { name: Some(Arc::clone(&named.name)), tag: tag(&named.limit) });
-            Prepared { lua: composite_script(), args, keys: keys.collect() }
+            Prepared { lua: composite_script(), config: packed(&[]), args, keys: keys.collect() }
         }
     }
 }
 
-/// A configuration as a script reads it, in one argument (`ARGV[i]`): its
-/// fields as unsigned 64-bit big-endian integers, which the script unpacks
-/// with `struct.unpack('>I8...', ARGV[i])`. One string for all the fields,
-/// and no decimal to parse: lua/prelude.lua says why.
+/// How many fields every configuration is sent as: the most any algorithm
+/// has, zeros after an algorithm's own.
+const CONFIG_FIELDS: usize = 3;
+
+/// A configuration as a script reads it: its fields, then zeros, to
+/// [`CONFIG_FIELDS`], as unsigned 64-bit big-endian integers. The prelude
+/// unpacks them with the request, into `config_1` .. `config_3`, in one
+/// `struct_unpack`; lua/prelude.lua says why.
 pub(crate) fn packed(config: &[u64]) -> Vec<u8> {
-    config.iter().flat_map(|field| field.to_be_bytes()).collect()
+    assert!(config.len() <= CONFIG_FIELDS, "a configuration has at most {CONFIG_FIELDS} fields");
+    let mut bytes: Vec<u8> = config.iter().flat_map(|field| field.to_be_bytes()).collect();
+    bytes.resize(8 * CONFIG_FIELDS, 0);
+    bytes
 }
 
 /// Runs `lua` on `keys` with `ARGV = [request, args...]` (see [`run`]): each
@@ -478,11 +491,10 @@ pub(crate) async fn invoke<C: ConnectionLike>(
     connection: &mut C,
     lua: &Lua,
     keys: &[String],
-    cost: u64,
-    now_us: Option<u64>,
+    request: Request<'_>,
     args: &[Vec<u8>],
 ) -> Result<(Vec<Decision>, u64)> {
-    let reply: Vec<u8> = run(connection, lua, keys, cost, now_us, args, &[]).await?;
+    let reply: Vec<u8> = run(connection, lua, keys, request, args, &[]).await?;
     decisions_from_reply(&integers(&reply)?, keys.len())
 }
 
@@ -491,19 +503,41 @@ pub(crate) async fn decide<C: ConnectionLike>(
     connection: &mut C,
     lua: &Lua,
     redis_key: &str,
-    cost: u64,
-    now_us: Option<u64>,
+    request: Request<'_>,
     args: &[Vec<u8>],
     appended: &[u64],
 ) -> Result<Reply> {
     let keys = [redis_key.to_owned()];
-    from_reply(&integers(&run::<_, Vec<u8>>(connection, lua, &keys, cost, now_us, args, appended).await?)?)
+    from_reply(&integers(&run::<_, Vec<u8>>(connection, lua, &keys, request, args, appended).await?)?)
+}
+
+/// What a script call sends in `ARGV[1]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'a> {
+    /// Units asked for.
+    pub(crate) cost: u64,
+    /// The client clock's time, µs since the epoch, in client-time mode.
+    pub(crate) now_us: Option<u64>,
+    /// A plain algorithm's configuration, packed ([`Prepared::config`]).
+    pub(crate) config: &'a [u8],
+}
+
+impl Request<'_> {
+    /// The request as `ARGV[1]`: `cost`, then the clock, `now_us` or
+    /// `u64::MAX` for the server's, as unsigned 64-bit big-endian integers;
+    /// then the configuration.
+    pub(crate) fn bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(16 + self.config.len());
+        bytes.extend(self.cost.to_be_bytes());
+        bytes.extend(self.now_us.unwrap_or(u64::MAX).to_be_bytes());
+        bytes.extend(self.config);
+        bytes
+    }
 }
 
 /// Runs `lua` on `keys` with `ARGV = [request, args..., appended...]`: the
-/// request is `cost`, then `now_us` if the client's clock is used, as
-/// unsigned 64-bit big-endian integers; then the configuration; then, in
-/// decimal, what the main appends (lua/prelude.lua says why the numbers
+/// request ([`Request::bytes`]); then a composite's configurations; then,
+/// in decimal, what the main appends (lua/prelude.lua says why the numbers
 /// are packed).
 ///
 /// `EVALSHA` first; redis-rs's `invoke_async` answers `NOSCRIPT` (after a
@@ -516,16 +550,11 @@ pub(crate) async fn run<C: ConnectionLike, T: redis::FromRedisValue>(
     connection: &mut C,
     lua: &Lua,
     keys: &[String],
-    cost: u64,
-    now_us: Option<u64>,
+    request: Request<'_>,
     args: &[Vec<u8>],
     appended: &[u64],
 ) -> Result<T> {
-    let mut request = Vec::with_capacity(16);
-    request.extend(cost.to_be_bytes());
-    if let Some(now_us) = now_us {
-        request.extend(now_us.to_be_bytes());
-    }
+    let request = request.bytes();
     let mut invocation = lua.script.prepare_invoke();
     for key in keys {
         invocation.key(key);
@@ -629,7 +658,7 @@ mod tests {
     /// it does not use, and none at all for a state of a constant size.
     #[test]
     fn a_single_script_runs_the_body_of_its_algorithms_decide_in_place_and_makes_only_the_functions_it_uses() {
-        assert!(SINGLE.contains("local k, i, write = 1, 2, true\n"));
+        assert!(SINGLE.contains("local k, write = 1, true\n"));
         for limit in one_of_each() {
             let source = script(&limit).source();
             let whole = files(&limit).concat();
@@ -681,36 +710,69 @@ mod tests {
         assert_eq!(uses("ab a_b a b.a (a)", "a"), 3);
     }
 
-    /// Each script's header says what it reads from `ARGV[2]`, in a line
-    /// `-- ARGV[2]: name name ...`: the registry must send exactly that,
-    /// packed, and the script unpack exactly that many fields.
+    /// Each script's header says what its configuration is, in a line
+    /// `-- CONFIG: name name ...`: the registry must send exactly that,
+    /// packed, after the request, and the script unpack exactly that many
+    /// fields from where the request ends.
     #[test]
     fn every_script_reads_the_configuration_its_algorithm_sends() {
         for limit in one_of_each() {
             let source = script(&limit).source();
             let declared: Vec<&str> = source
                 .lines()
-                .filter_map(|line| line.strip_prefix("-- ARGV[2]:"))
+                .filter_map(|line| line.strip_prefix("-- CONFIG:"))
                 .flat_map(str::split_whitespace)
                 .collect();
             assert_eq!(declared, config_fields(&limit), "{limit:?}");
             assert_eq!(config(&limit).len(), declared.len());
             let prepared = prepare(&Configuration { plan: None, limit: 1, parts: Parts::One(limit) });
-            assert_eq!(prepared.args, [packed(&config(&limit))], "{limit:?}");
-            assert_eq!(packed(&config(&limit)).len(), 8 * declared.len());
-            // ... and reads ARGV[i] only, as that many unsigned 64-bit integers.
-            let unpack = format!("struct.unpack('>{}', ARGV[i])", "I8".repeat(declared.len()));
-            let reads: Vec<&str> = source.match_indices("ARGV[i").map(|(at, _)| &source[at..at + 7]).collect();
-            assert!(reads.iter().all(|read| *read == "ARGV[i]"), "{limit:?} reads {reads:?}");
-            assert_eq!(source.matches("ARGV[i]").count(), source.matches(&unpack).count(), "{limit:?}");
-            assert!(source.contains(&unpack), "{limit:?}");
+            assert_eq!(prepared.config, packed(&config(&limit)), "{limit:?}");
+            assert!(prepared.args.is_empty(), "{limit:?}");
+            assert_eq!(
+                &prepared.config[..8 * declared.len()],
+                &config(&limit).iter().flat_map(|field| field.to_be_bytes()).collect::<Vec<u8>>()[..],
+                "{limit:?}"
+            );
+            assert!(prepared.config[8 * declared.len()..].iter().all(|&byte| byte == 0), "{limit:?}");
+            // ... and takes that many of the prelude's fields, in order, wherever it reads its configuration.
+            let fields: Vec<String> = (1..=declared.len()).map(|n| format!("config_{n}")).collect();
+            let read = format!("local {} = {}\n", declared.join(", "), fields.join(", "));
+            let whole = files(&limit).concat();
+            assert_eq!(whole.matches("config_").count(), whole.matches(&read).count() * declared.len(), "{limit:?}");
+            assert!(source.contains(&read), "{limit:?}");
+            assert!(!whole.contains("ARGV"), "{limit:?}: the prelude reads the arguments");
         }
+    }
+
+    /// The request is the cost and the clock, the server's as `u64::MAX`,
+    /// then the configuration; the prelude reads the two numbers, knows
+    /// the server's clock, and tells the script where the configuration
+    /// starts; a composite's configurations start their own arguments.
+    #[test]
+    fn the_request_is_the_cost_and_the_clock_then_a_plain_algorithms_configuration() {
+        let config = packed(&[7, 8]);
+        let request = Request { cost: 3, now_us: None, config: &config };
+        assert_eq!(request.bytes(), [&3_u64.to_be_bytes()[..], &u64::MAX.to_be_bytes(), &config].concat());
+        let request = Request { cost: 0, now_us: Some(1 << 53), config: &config };
+        assert_eq!(request.bytes(), [&0_u64.to_be_bytes()[..], &(1_u64 << 53).to_be_bytes(), &config].concat());
+        assert!(PRELUDE.contains(&format!("local SERVER_CLOCK = {}\n", u64::MAX)));
+        let fields = (1..=CONFIG_FIELDS).map(|n| format!(", config_{n}")).collect::<String>();
+        let unpack = format!("cost, clock{fields} = struct_unpack('>{}', ARGV[1])\n", "I8".repeat(2 + CONFIG_FIELDS));
+        assert!(PRELUDE.contains(&unpack), "{unpack}");
+        let composite = include_str!("../../lua/composite.lua");
+        assert!(composite.contains(&format!(
+            "  {} = struct_unpack('>{}', ARGV[i])\n",
+            &fields[2..],
+            "I8".repeat(CONFIG_FIELDS)
+        )));
+        let prepared = prepare(&Configuration { plan: None, limit: 1, parts: Parts::One(one_of_each()[0]) });
+        assert_eq!(prepared.config.len(), 8 * CONFIG_FIELDS);
     }
 
     #[test]
     fn a_configuration_is_packed_as_big_endian_unsigned_64_bit_integers() {
-        assert_eq!(packed(&[1, 1 << 53]), [0, 0, 0, 0, 0, 0, 0, 1, 0, 0x20, 0, 0, 0, 0, 0, 0]);
-        assert!(packed(&[]).is_empty());
+        assert_eq!(packed(&[1, 1 << 53]), [0, 0, 0, 0, 0, 0, 0, 1, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(packed(&[]), [0; 24]);
     }
 
     /// An algorithm has reserving scripts if and only if it reserves ahead;
@@ -737,7 +799,7 @@ mod tests {
                 assert_eq!(reserving.reserve.source(), format!("{files}{RESERVE}{decide}"));
                 let give_back = reserving.give_back.source();
                 assert!(give_back.starts_with("-- tollgate prelude") && give_back.ends_with(GIVE_BACK), "{limit:?}");
-                assert!(give_back.contains("local function give_back(k, i, at_us, wait_us)"), "{limit:?}");
+                assert!(give_back.contains("local function give_back(k, at_us, wait_us)"), "{limit:?}");
                 assert!(!give_back.contains(DECIDE), "{limit:?}");
             }
         }
