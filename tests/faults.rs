@@ -111,7 +111,8 @@ async fn limiter_per_policy(deployment: &impl Deployment, test: &str) -> Vec<(Fa
 /// Waits until a check of each limiter is answered by Redis again: it is
 /// not the policy's answer, and it wrote a key that was not there. (A check
 /// that timed out may still have been run by Redis, so each try uses a
-/// fresh key.)
+/// fresh key.) Then until each key of the load is answered other than by
+/// the policy.
 async fn until_redis_answers(
     deployment: &impl Deployment,
     limiters: &[(FailurePolicy, Arc<dyn RateLimiter>)],
@@ -128,6 +129,16 @@ async fn until_redis_answers(
             }
             assert!(started.elapsed() < Duration::from_secs(10), "{policy:?}: Redis never answered again");
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // On a cluster, the key above may live on a node that was never
+        // down, and a connection to the restarted one is made again on the
+        // first check that needs it: wait for every key of the load too.
+        for n in 0..32 {
+            let key = format!("k{n}");
+            while answer(*policy, &limiter.check(&key).await) == Answer::Policy {
+                assert!(started.elapsed() < Duration::from_secs(10), "{policy:?}: Redis never answered {key} again");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
     started.elapsed()
