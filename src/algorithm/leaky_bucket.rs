@@ -166,7 +166,7 @@ impl LeakyBucket {
     /// When a request departs: once the backlog ahead of it has drained (a
     /// peek holds nobody).
     fn departs(&self, backlog_ahead: u64, cost: u64) -> u64 {
-        if cost == 0 { 0 } else { self.until_empty(backlog_ahead) }
+        if cost == 0 || backlog_ahead == 0 { 0 } else { self.until_empty(backlog_ahead) }
     }
 }
 

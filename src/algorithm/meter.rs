@@ -111,7 +111,9 @@ impl Meter {
 /// zero if it is there already.
 #[inline]
 pub(crate) fn until_below(debt: u64, mark: u64, amount: u64) -> u64 {
-    div_ceil(debt.saturating_sub(mark), amount)
+    // Most checks are below the mark: no division for them (a division is
+    // most of a hot key's step).
+    if debt <= mark { 0 } else { div_ceil(debt - mark, amount) }
 }
 
 /// The debt a reservation may take the meter to: `mark`, the debt at which
@@ -120,6 +122,10 @@ pub(crate) fn until_below(debt: u64, mark: u64, amount: u64) -> u64 {
 /// if its wait is at most `max_wait_us`, and at most the reach.
 #[inline]
 pub(crate) fn reservable(mark: u64, max_wait_us: u64, amount: u64) -> u64 {
+    // A check waits for nothing: no division for it.
+    if max_wait_us == 0 {
+        return mark;
+    }
     mark + max_wait_us.min((MAX_EXACT - mark) / amount) * amount
 }
 
