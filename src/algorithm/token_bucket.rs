@@ -104,7 +104,9 @@ impl Step for TokenBucket {
     /// bucket has refilled enough to have held them, `ceil((after - full) /
     /// amount)` µs from now. So grants go in the order they were reserved,
     /// and a check behind them waits for them all.
-    #[inline]
+    // Always in place: left to itself, the compiler made it a call in some
+    // callers, and a hot key's check took half as long again (memory/hot_key).
+    #[inline(always)]
     fn reserve(&self, meter: &mut Meter, now_us: u64, cost: u64, max_wait_us: u64) -> Decision {
         let full = self.full_debt();
         let added = cost * self.period_us;
