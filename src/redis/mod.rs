@@ -232,7 +232,7 @@ impl<A: Algorithm, C> Redis<A, C> {
     #[doc(hidden)]
     pub fn script_call(&self) -> ScriptCall {
         let default = &self.inner.configurations[0];
-        let request = scripts::Request { cost: 1, now_us: None, config: &default.config };
+        let request = default.request(1, None);
         ScriptCall { source: default.lua.source(), args: [vec![request.bytes()], default.args.clone()].concat() }
     }
 }
@@ -246,7 +246,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         let prepared = &inner.configurations[index];
         let keys: Vec<String> = prepared.keys.iter().map(|part| part.redis_key(&inner.prefix, key)).collect();
         let mut connection = self.connection.clone();
-        let request = scripts::Request { cost, now_us, config: &prepared.config };
+        let request = prepared.request(cost, now_us);
         let call = scripts::invoke(&mut connection, prepared.lua, &keys, request, &prepared.args);
         tokio::time::timeout(inner.timeout, call).await.unwrap_or(Err(Error::Timeout(inner.timeout)))
     }
@@ -266,7 +266,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> Redis<A, C
         // Sent exactly (Lua's doubles hold integers to 2^53); the script caps it at the reach, as the step does.
         let max_wait_us = [max_wait_us.min(MAX_EXACT)];
         let prepared = &inner.configurations[0];
-        let request = scripts::Request { cost, now_us, config: &prepared.config };
+        let request = prepared.request(cost, now_us);
         let redis_key = self.redis_key(key);
         let call =
             scripts::decide(&mut connection, &reserving.reserve, &redis_key, request, &prepared.args, &max_wait_us);
@@ -593,7 +593,7 @@ impl<A: Algorithm, C: ConnectionLike + Clone + Send + Sync + 'static> GiveBack f
             let keys = [redis.redis_key(&key)];
             let appended = [at_us, wait_us];
             let prepared = &inner.configurations[0];
-            let request = scripts::Request { cost, now_us, config: &prepared.config };
+            let request = prepared.request(cost, now_us);
             let call =
                 scripts::run::<_, u8>(&mut connection, &reserving.give_back, &keys, request, &prepared.args, &appended);
             // Best effort: if it fails, the slot goes unused.

@@ -470,6 +470,14 @@ pub(crate) fn prepare(configuration: &Configuration<'_>) -> Prepared {
     }
 }
 
+impl Prepared {
+    /// The request for `cost` units at `now_us` (client-time mode) or on the
+    /// server's clock, with this configuration.
+    pub(crate) fn request(&self, cost: u64, now_us: Option<u64>) -> Request<'_> {
+        Request { cost, now_us, config: &self.config }
+    }
+}
+
 /// How many fields every configuration is sent as: the most any algorithm
 /// has, zeros after an algorithm's own.
 const CONFIG_FIELDS: usize = 3;
