@@ -182,6 +182,7 @@ async fn awkward_keys_are_spread_over_every_master_each_on_the_master_of_its_slo
     let Some(cluster) = Cluster::start().await else { return };
     let limiter = Redis::builder(FixedWindow::new(Rate::per_hour(2)).unwrap())
         .prefix("awkward:")
+        .timeout(Duration::from_secs(5))
         .connect_cluster(cluster.urls())
         .await
         .unwrap();

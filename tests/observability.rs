@@ -171,6 +171,7 @@ mod redis {
                 .name(name)
                 .failure_policy(policy)
                 .circuit_breaker(CircuitBreaker::disabled())
+                .timeout(Duration::from_secs(5))
                 .connect(&url)
         };
         let open = connect("open", FailurePolicy::Allow).await.unwrap();

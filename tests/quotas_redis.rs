@@ -38,7 +38,7 @@ async fn a_composite_keeps_each_limit_in_its_own_key_under_the_users_hash_tag_an
         .unwrap()
         .plan("legacy", TokenBucket::new(5, Rate::per_second(5)).unwrap())
         .unwrap();
-    let limiter = Redis::builder(plans).prefix("q:").build(connection.clone()).unwrap();
+    let limiter = Redis::builder(plans).prefix("q:").timeout(Duration::from_secs(5)).build(connection.clone()).unwrap();
     assert_eq!(
         limiter.redis_keys("user:{42}"),
         ["q:per-second:tb:{user:{42}}", "q:per-day:fw:{user:{42}}", "q:tb:{user:{42}}"]
@@ -100,7 +100,11 @@ async fn every_call_of_the_largest_composites_is_quick() {
     let largest =
         Composite::from_limits(edges.into_iter().enumerate().map(|(n, limit)| (format!("l{n}"), limit))).unwrap();
     let clock = ManualClock::starting_at(START);
-    let limiter = Redis::builder(largest.clone()).client_time(clock.clone()).build(connection.clone()).unwrap();
+    let limiter = Redis::builder(largest.clone())
+        .client_time(clock.clone())
+        .timeout(Duration::from_secs(5))
+        .build(connection.clone())
+        .unwrap();
     let _ = limiter.check_n("warm", 0).await.unwrap();
     slowlog_everything(&mut connection).await;
     let limit = largest.limit().min(1 << 20);

@@ -29,7 +29,11 @@ const START: Duration = Duration::from_secs(1_700_000_000);
 async fn a_key_is_the_prefix_the_algorithm_then_the_user_key_in_braces_holding_the_algorithms_state() {
     let Some(server) = RedisServer::start() else { return };
     let mut redis = server.connection().await;
-    let window = Redis::builder(FixedWindow::new(Rate::per_second(5)).unwrap()).connect(&server.url()).await.unwrap();
+    let window = Redis::builder(FixedWindow::new(Rate::per_second(5)).unwrap())
+        .timeout(Duration::from_secs(5))
+        .connect(&server.url())
+        .await
+        .unwrap();
     assert_eq!(window.redis_key("user:1"), "tollgate:fw:{user:1}");
     let _ = window.check_n("user:1", 2).await.unwrap();
     // One string: 'f', the window's start (µs) and its count, as big-endian doubles.
@@ -37,8 +41,11 @@ async fn a_key_is_the_prefix_the_algorithm_then_the_user_key_in_braces_holding_t
     assert_eq!((state.len(), state[0]), (17, b'f'));
     assert_eq!(f64::from_be_bytes(state[9..17].try_into().unwrap()), 2.0);
 
-    let log =
-        Redis::builder(SlidingLog::new(Rate::per_second(5)).unwrap()).prefix("log:").build(redis.clone()).unwrap();
+    let log = Redis::builder(SlidingLog::new(Rate::per_second(5)).unwrap())
+        .prefix("log:")
+        .timeout(Duration::from_secs(5))
+        .build(redis.clone())
+        .unwrap();
     assert_eq!(log.redis_key("user:1"), "log:sl:{user:1}");
     let _ = log.check_n("user:1", 3).await.unwrap();
     let _ = log.check_n("user:1", 2).await.unwrap();
@@ -55,8 +62,12 @@ async fn a_key_is_the_prefix_the_algorithm_then_the_user_key_in_braces_holding_t
         (Limit::from(LeakyBucket::new(5, Rate::per_second(5)).unwrap()), "lb", b'l'),
     ] {
         let limiter: Arc<dyn RateLimiter> = match bucket {
-            Limit::TokenBucket(bucket) => Arc::new(Redis::builder(bucket).prefix("b:").build(redis.clone()).unwrap()),
-            Limit::LeakyBucket(bucket) => Arc::new(Redis::builder(bucket).prefix("b:").build(redis.clone()).unwrap()),
+            Limit::TokenBucket(bucket) => Arc::new(
+                Redis::builder(bucket).prefix("b:").timeout(Duration::from_secs(5)).build(redis.clone()).unwrap(),
+            ),
+            Limit::LeakyBucket(bucket) => Arc::new(
+                Redis::builder(bucket).prefix("b:").timeout(Duration::from_secs(5)).build(redis.clone()).unwrap(),
+            ),
             _ => unreachable!(),
         };
         let _ = limiter.check("user:1").await.unwrap();
@@ -72,7 +83,10 @@ async fn different_prefixes_never_share_state_and_braces_in_a_prefix_are_rejecte
     let Some(server) = RedisServer::start() else { return };
     let connection = server.connection().await;
     let limiter = |prefix: &str| {
-        Redis::builder(FixedWindow::new(Rate::per_hour(1)).unwrap()).prefix(prefix).build(connection.clone())
+        Redis::builder(FixedWindow::new(Rate::per_hour(1)).unwrap())
+            .prefix(prefix)
+            .timeout(Duration::from_secs(5))
+            .build(connection.clone())
     };
     let (first, second) = (limiter("first:").unwrap(), limiter("second:").unwrap());
     assert!(first.check("user").await.unwrap().is_allowed());
@@ -449,7 +463,10 @@ async fn a_flush_between_reload_and_retry_is_answered_with_eval() {
     let Some(server) = RedisServer::start() else { return };
     let evals = Arc::new(AtomicU64::new(0));
     let connection = FlushingAfterEveryLoad { inner: server.connection().await, evals: Arc::clone(&evals) };
-    let limiter = Redis::builder(SlidingLog::new(Rate::per_hour(3)).unwrap()).build(connection).unwrap();
+    let limiter = Redis::builder(SlidingLog::new(Rate::per_hour(3)).unwrap())
+        .timeout(Duration::from_secs(5))
+        .build(connection)
+        .unwrap();
     // The first check: EVALSHA fails (nothing loaded), the reload is flushed
     // at once, the retried EVALSHA fails too, and EVAL runs the script and
     // caches it; later checks' EVALSHAs find it.

@@ -135,6 +135,7 @@ async fn a_key_of_another_type_is_an_invalid_state_error_under_every_policy() {
     {
         let bucket = Redis::builder(TokenBucket::new(5, Rate::per_hour(5)).unwrap())
             .failure_policy(policy)
+            .timeout(Duration::from_secs(5))
             .build(connection.clone())
             .unwrap();
         let key = bucket.redis_key("mallory");
@@ -160,7 +161,7 @@ async fn the_largest_sliding_log_cost_is_one_entry_and_one_quick_call() {
     let Some(server) = RedisServer::start() else { return };
     let mut connection = server.connection().await;
     let log = SlidingLog::new(Rate::new(1 << 20, Duration::from_micros(1 << 40))).unwrap();
-    let limiter = Redis::builder(log).build(connection.clone()).unwrap();
+    let limiter = Redis::builder(log).timeout(Duration::from_secs(5)).build(connection.clone()).unwrap();
     let started = Instant::now();
     assert!(limiter.check_n("k", 1 << 20).await.unwrap().is_allowed());
     assert!(!limiter.check("k").await.unwrap().is_allowed());
@@ -202,8 +203,16 @@ fn after_another_configuration<A: Spec, B: Spec>(cases: u32) {
         let clock = ManualClock::starting_at(START);
         let prefix = format!("pairs:{}:", prefixes.fetch_add(1, Ordering::Relaxed));
         // The scripts are under test, every field exact: not the deny cache (tests/deny_cache.rs).
-        let first = Redis::builder(a.clone()).prefix(&prefix).client_time(clock.clone()).deny_cache(false);
-        let then = Redis::builder(b.clone()).prefix(&prefix).client_time(clock.clone()).deny_cache(false);
+        let first = Redis::builder(a.clone())
+            .prefix(&prefix)
+            .client_time(clock.clone())
+            .deny_cache(false)
+            .timeout(Duration::from_secs(5));
+        let then = Redis::builder(b.clone())
+            .prefix(&prefix)
+            .client_time(clock.clone())
+            .deny_cache(false)
+            .timeout(Duration::from_secs(5));
         let (first, then) = (first.build(connection.clone()), then.build(connection.clone()));
         let (first, then) = (first.unwrap(), then.unwrap());
         let mut model_a = a.model();
@@ -398,13 +407,22 @@ async fn garbage_is_an_error<A: Spec>() {
     let Some(server) = RedisServer::start() else { return };
     let mut connection = server.connection().await;
     let algorithm = A::with_limit(5, HOUR);
-    let real = Redis::builder(algorithm.clone()).build(connection.clone()).unwrap();
+    let real = Redis::builder(algorithm.clone()).timeout(Duration::from_secs(5)).build(connection.clone()).unwrap();
     assert!(real.check("mallory").await.unwrap().is_allowed());
     let cases = garbage_for(&mut connection, &real.redis_key("mallory")).await;
     for policy in [FailurePolicy::ReturnError, FailurePolicy::Allow, FailurePolicy::FallbackToMemory] {
-        let limiter: Arc<dyn RateLimiter> =
-            Arc::new(Redis::builder(algorithm.clone()).failure_policy(policy).build(connection.clone()).unwrap());
-        let key = Redis::builder(algorithm.clone()).build(connection.clone()).unwrap().redis_key("mallory");
+        let limiter: Arc<dyn RateLimiter> = Arc::new(
+            Redis::builder(algorithm.clone())
+                .failure_policy(policy)
+                .timeout(Duration::from_secs(5))
+                .build(connection.clone())
+                .unwrap(),
+        );
+        let key = Redis::builder(algorithm.clone())
+            .timeout(Duration::from_secs(5))
+            .build(connection.clone())
+            .unwrap()
+            .redis_key("mallory");
         for (what, garbage) in &cases {
             write(&mut connection, &key, garbage).await;
             for cost in [0, 1] {
@@ -481,7 +499,8 @@ async fn every_call_is_quick<A: Spec>() {
     let mut runner = TestRunner::deterministic();
     let largest = A::at_the_edge().new_tree(&mut runner).unwrap().current();
     for algorithm in [A::with_limit(5, HOUR), largest] {
-        let limiter = Redis::builder(algorithm.clone()).build(connection.clone()).unwrap();
+        let limiter =
+            Redis::builder(algorithm.clone()).timeout(Duration::from_secs(5)).build(connection.clone()).unwrap();
         let limit = algorithm.limit().min(1 << 20);
         for cost in [0, 1, limit, limit, 1, 0] {
             let _ = limiter.check_n("k", cost).await.unwrap();
