@@ -39,7 +39,8 @@ pub(crate) trait Deployment {
     async fn kill_holder_of(&mut self, redis_key: &str);
 
     /// Starts the killed server again, on its port, and waits until it (on a
-    /// cluster: the whole cluster) is healthy.
+    /// cluster: the whole cluster) is healthy. On a multi-threaded runtime,
+    /// as [`on_a_server_and_a_cluster`]'s tests are.
     async fn restart(&mut self);
 
     /// SCRIPT FLUSH on every server.
@@ -73,12 +74,15 @@ impl Deployment for Single {
         Arc::new(builder.connect(&self.server.url()).await.expect("connect to redis-server"))
     }
 
+    // Killing and starting a server wait for the process (and, starting, for
+    // its first PONG) on this thread: off the runtime's worker, whose other
+    // tasks are the load whose every check the fault tests time.
     async fn kill_holder_of(&mut self, _redis_key: &str) {
-        self.server.stop();
+        tokio::task::block_in_place(|| self.server.stop());
     }
 
     async fn restart(&mut self) {
-        self.server.restart();
+        tokio::task::block_in_place(|| self.server.restart());
     }
 
     async fn flush_scripts(&mut self) {
