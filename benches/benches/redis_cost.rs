@@ -20,7 +20,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use redis::aio::MultiplexedConnection;
 use tokio::runtime::Runtime;
-use tollgate::{Algorithm, ManualClock, RateLimiter, Redis};
+use tollgate::{Algorithm, ManualClock, Rate, RateLimiter, Redis, RedisBuilder, SlidingLog};
 
 use super::models::Spec;
 use super::redis_server::RedisServer;
@@ -53,7 +53,12 @@ impl Subject {
 
     /// `algorithm`'s own script, exactly as the crate sends it.
     fn of<A: Algorithm>(algorithm: A, connection: &MultiplexedConnection) -> Self {
-        let limiter = Redis::builder(algorithm.clone()).build(connection.clone()).unwrap();
+        Self::under(algorithm, RedisBuilder::<A>::DEFAULT_PREFIX, connection)
+    }
+
+    /// As [`of`](Self::of), its keys under `prefix`.
+    fn under<A: Algorithm>(algorithm: A, prefix: &str, connection: &MultiplexedConnection) -> Self {
+        let limiter = Redis::builder(algorithm.clone()).prefix(prefix).build(connection.clone()).unwrap();
         let call = limiter.script_call();
         Self {
             name: algorithm.name(),
@@ -152,7 +157,43 @@ pub(crate) fn benches(c: &mut Criterion) {
         eprintln!("  {:<16} {us:>6.2} µs   {ratio:.3}× the floor", subject.name);
     }
 
+    sliding_log_by_size(&runtime, &mut connection, &subjects[0]);
     memory_per_key(&runtime, &mut connection);
+}
+
+/// The sliding log's cost against the floor's by the entries its log holds
+/// when the call reads it. The interleaved figure above is of the logs this
+/// machine's pace leaves (a key comes back every 10 000 calls, and its
+/// entries stay live a second); these sizes do not depend on it. An hour's
+/// window, so nothing expires: each of the 10 000 keys is written `size`
+/// times, then the rounds each call a fifth of them once, in turn with the
+/// floor.
+fn sliding_log_by_size(runtime: &Runtime, connection: &mut MultiplexedConnection, floor: &Subject) {
+    const SIZES: [usize; 5] = [0, 1, 2, 8, 32];
+    const ROUNDS: usize = 5;
+    const ROUND_CALLS: u64 = (KEYS / ROUNDS) as u64;
+    eprintln!(
+        "redis_cost, the sliding log by the entries a call finds (median of {ROUNDS} rounds of {ROUND_CALLS} calls):"
+    );
+    for size in SIZES {
+        let log = SlidingLog::new(Rate::new(AMOUNT, Duration::from_secs(3600))).unwrap();
+        let subject = Subject::under(log, &format!("size{size}:"), connection);
+        let _sha: String = runtime.block_on(subject.script.prepare_invoke().load_async(connection)).unwrap();
+        for _ in 0..size {
+            runtime.block_on(subject.server_time(connection, 0, KEYS as u64));
+        }
+        let mut ratios: Vec<f64> = (0..ROUNDS)
+            .map(|round| {
+                let first = round * ROUND_CALLS as usize;
+                let floor = runtime.block_on(floor.server_time(connection, first, ROUND_CALLS));
+                let log = runtime.block_on(subject.server_time(connection, first, ROUND_CALLS));
+                log.as_secs_f64() / floor.as_secs_f64()
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let entries = if size == 1 { "entry" } else { "entries" };
+        eprintln!("  {size:>2} {entries:<7}   {:.3}× the floor", ratios[ROUNDS / 2]);
+    }
 }
 
 /// `MEMORY USAGE` of one key of each algorithm (written by one admitted
