@@ -18,6 +18,13 @@
 local TOTAL_MODULUS = 2 ^ 48
 local REMOVED_PER_WRITE = 64
 
+-- Numbers go to Redis as text this script writes: a Lua number passed to
+-- redis.call is formatted by Redis with %.17g, and '%.0f' of a time in µs
+-- takes glibc's multiple-precision path; '%d' (a 64-bit long, exact for
+-- every integer the scripts hold) costs a fraction of either, and a
+-- constant rank is a string already (docs/redis.md, "The sliding log, by
+-- the size of its log").
+
 -- An entry's (at, before, cost), from ZRANGE ... WITHSCORES at `offset`.
 local function entry(k, reply, offset)
   local before, cost_of = string.match(reply[offset] or '', '^(%d+):(%d+)$')
@@ -44,7 +51,7 @@ end
 
 -- The member of an entry: the running total before it, and its cost.
 local function member(before, cost_of)
-  return string.format('%.0f:%.0f', before, cost_of)
+  return string.format('%d:%d', before, cost_of)
 end
 
 -- Writes the entry `added` at `at` (in place of `replaced`, if any), removes
@@ -56,16 +63,16 @@ local function commit(k, at, added, replaced, expired_until, expired, ttl)
   if replaced then
     redis_call('ZREM', key, replaced)
   end
-  redis_call('ZADD', key, string.format('%.0f', at), added)
+  redis_call('ZADD', key, string.format('%d', at), added)
   if expired_until then
     if not expired then
       expired = redis_call('ZCOUNT', key, '-inf', expired_until)
     end
     if expired > 0 then
-      redis_call('ZREMRANGEBYRANK', key, 0, math.min(expired, REMOVED_PER_WRITE) - 1)
+      redis_call('ZREMRANGEBYRANK', key, '0', string.format('%d', math.min(expired, REMOVED_PER_WRITE) - 1))
     end
   end
-  redis_call('PEXPIRE', key, ttl)
+  redis_call('PEXPIRE', key, string.format('%d', ttl))
 end
 
 local function decide(k, write)
@@ -73,7 +80,7 @@ local function decide(k, write)
   local key = KEYS[k]
   -- The two oldest entries: with fewer than two, the oldest is the newest,
   -- and this one read is all a small log needs.
-  local oldest = redis_call('ZRANGE', key, 0, 1, 'WITHSCORES')
+  local oldest = redis_call('ZRANGE', key, '0', '1', 'WITHSCORES')
   -- What the request writes (commit's arguments), if it is admitted with a non-zero cost.
   local at, added, replaced, expired_until, expired, ttl
   local reply
@@ -91,7 +98,7 @@ local function decide(k, write)
   end
   local newest = oldest
   if #oldest > 2 then
-    newest = redis_call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    newest = redis_call('ZRANGE', key, '-1', '-1', 'WITHSCORES')
   end
   local newest_at, newest_before, newest_cost = entry(k, newest, 1)
   local total = (newest_before + newest_cost) % TOTAL_MODULUS
@@ -100,7 +107,7 @@ local function decide(k, write)
   local until_empty = math.max(period_us - (now - newest_at), 0)
   -- An entry admitted at `at` is live while at + period_us > now.
   local live_after = now - period_us
-  expired_until = string.format('%.0f', live_after)
+  expired_until = string.format('%d', live_after)
   -- The first live entry (`first`, at `first_offset` in it), found among the two
   -- oldest if it is one of them; then `expired` entries precede it.
   local first, first_offset = false, 0
