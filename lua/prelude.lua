@@ -76,7 +76,7 @@ end
 -- Writes a state string with its TTL (ms): the commit of every algorithm
 -- whose state is one string.
 local function write_state(k, value, ttl)
-  redis_call('SET', KEYS[k], value, 'PX', string.format('%d', ttl))
+  redis_call('SET', KEYS[k], value, 'PX', ttl < 2147483648 and string.format('%d', ttl) or string.format('%.0f', ttl))
 end
 
 local cost
@@ -87,7 +87,8 @@ local max_wait_us = nil
 -- A TTL is a time from now_us in whole ms, rounded up: when the state reads
 -- as new again. It goes to Redis as string.format('%d', ttl): Redis formats
 -- a number passed to redis.call with '%.17g', which costs it more than the
--- call to string.format does. A client clock need not run at the server's pace (a test's
+-- call to string.format does. '%d' formats a C long, 32 bits on a 32-bit
+-- Redis, so a TTL from 2^31 ms (24.8 days) on goes as '%.0f', exact anywhere. A client clock need not run at the server's pace (a test's
 -- manual clock does not), so in client-time mode a key is kept one second
 -- longer (ttl_extra_ms): an extra second of a state that reads as new
 -- changes no decision.

@@ -20,10 +20,20 @@ local REMOVED_PER_WRITE = 64
 
 -- Numbers go to Redis as text this script writes: a Lua number passed to
 -- redis.call is formatted by Redis with %.17g, and '%.0f' of a time in µs
--- takes glibc's multiple-precision path; '%d' (a 64-bit long, exact for
--- every integer the scripts hold) costs a fraction of either, and a
--- constant rank is a string already (docs/redis.md, "The sliding log, by
--- the size of its log").
+-- takes glibc's multiple-precision path, each several times what '%d'
+-- costs (docs/redis.md, "The sliding log, by the size of its log"). But
+-- '%d' formats a C long, 32 bits on a 32-bit Redis: so an integer from 2^31
+-- on goes as two halves below 10^8, each a long anywhere, and a negative one
+-- (a window that starts before the epoch, on a clock near zero) as '%.0f'.
+local function decimal(n)
+  if n >= 0 and n < 2147483648 then
+    return string.format('%d', n)
+  elseif n < 0 then
+    return string.format('%.0f', n)
+  end
+  local low = n % 100000000
+  return string.format('%d%08d', (n - low) / 100000000, low)
+end
 
 -- An entry's (at, before, cost), from ZRANGE ... WITHSCORES at `offset`.
 local function entry(k, reply, offset)
@@ -51,7 +61,7 @@ end
 
 -- The member of an entry: the running total before it, and its cost.
 local function member(before, cost_of)
-  return string.format('%d:%d', before, cost_of)
+  return decimal(before) .. ':' .. decimal(cost_of)
 end
 
 -- Writes the entry `added` at `at` (in place of `replaced`, if any), removes
@@ -63,7 +73,7 @@ local function commit(k, at, added, replaced, expired_until, expired, ttl)
   if replaced then
     redis_call('ZREM', key, replaced)
   end
-  redis_call('ZADD', key, string.format('%d', at), added)
+  redis_call('ZADD', key, decimal(at), added)
   if expired_until then
     if not expired then
       expired = redis_call('ZCOUNT', key, '-inf', expired_until)
@@ -72,7 +82,7 @@ local function commit(k, at, added, replaced, expired_until, expired, ttl)
       redis_call('ZREMRANGEBYRANK', key, '0', string.format('%d', math.min(expired, REMOVED_PER_WRITE) - 1))
     end
   end
-  redis_call('PEXPIRE', key, string.format('%d', ttl))
+  redis_call('PEXPIRE', key, decimal(ttl))
 end
 
 local function decide(k, write)
@@ -107,7 +117,7 @@ local function decide(k, write)
   local until_empty = math.max(period_us - (now - newest_at), 0)
   -- An entry admitted at `at` is live while at + period_us > now.
   local live_after = now - period_us
-  expired_until = string.format('%d', live_after)
+  expired_until = decimal(live_after)
   -- The first live entry (`first`, at `first_offset` in it), found among the two
   -- oldest if it is one of them; then `expired` entries precede it.
   local first, first_offset = false, 0

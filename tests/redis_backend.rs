@@ -78,6 +78,41 @@ async fn a_key_is_the_prefix_the_algorithm_then_the_user_key_in_braces_holding_t
     }
 }
 
+/// The sliding log writes its numbers as text of its own: every digit
+/// exact past 2^31, where a 32-bit Redis's `%d` would stop, and a time's
+/// low digits padded (scores of ...000 000 123 µs, running totals from 2^31).
+#[tokio::test]
+async fn the_sliding_log_writes_times_and_totals_past_2_to_the_31_digit_for_digit() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut redis = server.connection().await;
+    let (most, minute) = (1 << 20, Duration::from_secs(60));
+    // 2 048 windows of the most a window admits take the running total to 2^31.
+    let last_us = 1_700_000_000_000_123;
+    let clock = ManualClock::starting_at(Duration::from_micros(last_us) - minute * 2048);
+    let log = Redis::builder(SlidingLog::new(Rate::new(most, minute)).unwrap())
+        .client_time(clock.clone())
+        .timeout(Duration::from_secs(5))
+        .build(redis.clone())
+        .unwrap();
+    for _ in 0..2048 {
+        assert!(log.check_n("user", most).await.unwrap().is_allowed());
+        clock.advance(minute);
+    }
+    assert!(log.check_n("user", 5).await.unwrap().is_allowed());
+    clock.advance(Duration::from_micros(1));
+    assert!(log.check_n("user", 1).await.unwrap().is_allowed());
+    let entries: Vec<(String, String)> = redis::cmd("ZRANGE")
+        .arg(log.redis_key("user"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let expected = [("2147483648:5", "1700000000000123"), ("2147483653:1", "1700000000000124")];
+    assert_eq!(entries, expected.map(|(member, score)| (member.to_owned(), score.to_owned())));
+}
+
 #[tokio::test]
 async fn different_prefixes_never_share_state_and_braces_in_a_prefix_are_rejected() {
     let Some(server) = RedisServer::start() else { return };
