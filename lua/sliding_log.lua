@@ -61,6 +61,9 @@ end
 
 -- The member of an entry: the running total before it, and its cost.
 local function member(before, cost_of)
+  if before < 2147483648 and cost_of < 2147483648 then
+    return string.format('%d:%d', before, cost_of)
+  end
   return decimal(before) .. ':' .. decimal(cost_of)
 end
 
@@ -76,7 +79,7 @@ local function commit(k, at, added, replaced, expired_until, expired, ttl)
   redis_call('ZADD', key, decimal(at), added)
   if expired_until then
     if not expired then
-      expired = redis_call('ZCOUNT', key, '-inf', expired_until)
+      expired = redis_call('ZCOUNT', key, '-inf', decimal(expired_until))
     end
     if expired > 0 then
       redis_call('ZREMRANGEBYRANK', key, '0', string.format('%d', math.min(expired, REMOVED_PER_WRITE) - 1))
@@ -117,7 +120,8 @@ local function decide(k, write)
   local until_empty = math.max(period_us - (now - newest_at), 0)
   -- An entry admitted at `at` is live while at + period_us > now.
   local live_after = now - period_us
-  expired_until = decimal(live_after)
+  -- A number, written as text only by the calls that need it (few do).
+  expired_until = live_after
   -- The first live entry (`first`, at `first_offset` in it), found among the two
   -- oldest if it is one of them; then `expired` entries precede it.
   local first, first_offset = false, 0
@@ -130,7 +134,7 @@ local function decide(k, write)
     expired = #oldest == 2 and 1
   else
     expired = false
-    first = redis_call('ZRANGEBYSCORE', key, '(' .. expired_until, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    first = redis_call('ZRANGEBYSCORE', key, '(' .. decimal(expired_until), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
     if #first == 0 then
       first = false
     else
@@ -156,7 +160,7 @@ local function decide(k, write)
     else
       -- Ranks of the first live entry and of the newest: the running totals
       -- grow along them, so the one that frees enough is found by bisection.
-      local lo = expired or redis_call('ZCOUNT', key, '-inf', expired_until)
+      local lo = expired or redis_call('ZCOUNT', key, '-inf', decimal(expired_until))
       local hi = redis_call('ZCARD', key) - 1
       while lo < hi do
         local mid = math.floor((lo + hi) / 2)
