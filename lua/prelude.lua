@@ -88,10 +88,11 @@ local max_wait_us = nil
 -- as new again. It goes to Redis as string.format('%d', ttl): Redis formats
 -- a number passed to redis.call with '%.17g', which costs it more than the
 -- call to string.format does. '%d' formats a C long, 32 bits on a 32-bit
--- Redis, so a TTL from 2^31 ms (24.8 days) on goes as '%.0f', exact anywhere. A client clock need not run at the server's pace (a test's
--- manual clock does not), so in client-time mode a key is kept one second
--- longer (ttl_extra_ms): an extra second of a state that reads as new
--- changes no decision.
+-- Redis, so a TTL from 2^31 ms (24.8 days) on goes as '%.0f', exact
+-- anywhere (each script writes that test in place of a call). A client
+-- clock need not run at the server's pace (a test's manual clock does not),
+-- so in client-time mode a key is kept one second longer (ttl_extra_ms): an
+-- extra second of a state that reads as new changes no decision.
 local ttl_extra_ms = 0
 local now_us
 -- 2^64 - 1 as a double (2^64): no client's time (the year 584 554).

@@ -146,10 +146,6 @@ pub(crate) fn benches(c: &mut Criterion) {
             per_call[index].push(time.as_secs_f64() * 1e6 / ROUND_CALLS as f64);
         }
     }
-    let median = |values: &mut Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
     eprintln!("redis_cost, interleaved ({ROUNDS} rounds of {ROUND_CALLS} calls each; server µs per call, median):");
     for (index, subject) in subjects.iter().enumerate() {
         let mut ratios: Vec<f64> = (0..ROUNDS).map(|round| per_call[index][round] / per_call[0][round]).collect();
@@ -200,15 +196,19 @@ fn sliding_log_by_size(runtime: &Runtime, connection: &mut MultiplexedConnection
             log_ratios.push(log / floor);
             skeleton_ratios.push(commands / floor);
         }
-        log_ratios.sort_by(f64::total_cmp);
-        skeleton_ratios.sort_by(f64::total_cmp);
         let entries = if size == 1 { "entry" } else { "entries" };
         eprintln!(
             "  {size:>2} {entries:<7}   {:.3}× the floor   (its commands alone, log_skeleton.lua: {:.3}×)",
-            log_ratios[ROUNDS / 2],
-            skeleton_ratios[ROUNDS / 2]
+            median(&mut log_ratios),
+            median(&mut skeleton_ratios)
         );
     }
+}
+
+/// The middle of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// `MEMORY USAGE` of one key of each algorithm (written by one admitted
