@@ -87,6 +87,24 @@ fn each_check_is_one_trace_event_with_the_limiter_the_key_and_the_outcome() {
     assert!(logs.at(Level::DEBUG).is_empty() && logs.at(Level::INFO).is_empty(), "checks are traffic: trace only");
 }
 
+/// The capture itself: tracing caches each callsite's interest when a
+/// thread first reaches it, and a thread that logs to no one must not leave
+/// it cached as "never" for the threads that capture.
+#[test]
+fn an_event_is_captured_though_a_thread_without_a_capture_reached_it_first() {
+    fn log_once() {
+        tracing::warn!(target: "observability::capture", "reached");
+    }
+    let logs = Capture::default();
+    let _capturing = logs.install();
+    std::thread::spawn(log_once).join().unwrap();
+    log_once();
+
+    let events: Vec<_> =
+        logs.at(Level::WARN).into_iter().filter(|event| event.target == "observability::capture").collect();
+    assert_eq!(events.len(), 1, "this thread's event, not the other's: {events:#?}");
+}
+
 #[test]
 fn the_keys_gauge_is_set_when_the_store_is_swept() {
     let recorded = Recorded::default();

@@ -1,7 +1,7 @@
 //! A tracing subscriber that keeps every event, for tests that assert what
 //! was logged.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -35,6 +35,10 @@ impl Capture {
     /// `#[tokio::test]`'s one-thread runtime that is everything the test
     /// polls, and nothing from the tests that run beside it.
     pub fn install(&self) -> DefaultGuard {
+        static UNDECIDED: Once = Once::new();
+        UNDECIDED.call_once(|| {
+            tracing::subscriber::set_global_default(Undecided).expect("no other global subscriber in the tests")
+        });
         tracing::subscriber::set_default(self.clone())
     }
 
@@ -99,4 +103,36 @@ impl Fields<'_> {
             self.0.fields.push((field.name().to_owned(), value));
         }
     }
+}
+
+/// The global subscriber while captures run: it takes no event, and asks
+/// for every callsite to be asked again per event. tracing caches a
+/// callsite's interest process-wide when a thread first reaches it, and
+/// while a single subscriber is alive it asks only the reaching thread's:
+/// a test thread without a capture would cache "never" and hide that
+/// callsite's events from every capture from then on.
+struct Undecided;
+
+impl Subscriber for Undecided {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        false
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, _: &Event<'_>) {}
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
 }
