@@ -1,16 +1,25 @@
 -- tollgate fixed window: the step of src/algorithm/fixed_window.rs.
 --
--- STATE: a string of 17 bytes, struct_pack('>c1dd', 'f', start_us, count):
---          the start (µs since the epoch) of the window the key last admitted
---          in, and the units admitted there. A start, not a window index, so
---          that a configuration with another period reads it sensibly.
--- CONFIG: amount period_us
+-- STATE: the start (µs since the epoch) of the window the key last admitted
+--          in, and the units admitted there, in one of two layouts, each
+--          read whichever this limiter writes:
+--          - 17 bytes, struct_pack('>c1dd', 'f', start_us, count);
+--          - compact: the decimal integer <start's whole seconds><its ms in
+--            3 digits><count in 6 digits> (the start in ms, then the count),
+--            which Redis keeps as a number in the key itself (the memory of
+--            a key holding one integer, 32 bytes less). Written when
+--            `compact` is 1, the start a whole ms and the count below 10^6;
+--            a version before it reads it as not its state, so a limiter
+--            writes it only when told to (docs/redis.md, "Memory per key").
+--          A start, not a window index, so that a configuration with
+--          another period reads it sensibly.
+-- CONFIG: amount period_us compact
 --   amount units per window of period_us µs; windows are aligned to the epoch
 -- Writes   an admitted non-zero cost, with a TTL to the end of its window:
 --          itself if `write`, else it returns the state and TTL for commit
 
 local function decide(k, write)
-  local amount, period_us = config_1, config_2
+  local amount, period_us, compact = config_1, config_2, config_3
   local stored_start, stored_count = 0, 0
   local key = KEYS[k]
   local raw = redis_call('GET', key)
@@ -20,7 +29,15 @@ local function decide(k, write)
       tag, stored_start, stored_count = struct_unpack('>c1dd', raw)
     end
     if tag ~= 'f' then
-      error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
+      -- The compact layout: the start's whole seconds, then 9 digits: its
+      -- ms (3) and the count (6); 19 digits at most.
+      local seconds, rest = string.match(raw, '^(%d+)(%d%d%d%d%d%d%d%d%d)$')
+      if not seconds or #raw > 19 then
+        error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
+      end
+      rest = tonumber(rest)
+      stored_count = rest % 1000000
+      stored_start = tonumber(seconds) * 1000000 + (rest - stored_count) / 1000
     end
     -- Integers from 0 to 2^53: in range (NaN fails every comparison), each
     -- `% 1` is from 0 to below 1, and their sum is 0 only if each is.
@@ -60,7 +77,22 @@ local function decide(k, write)
     return struct_pack(REPLY, 1, amount, amount - count, 0, reset_after, 0, now_us)
   end
   local reply = struct_pack(REPLY, 1, amount, amount - count - cost, 0, until_next_window, 0, now_us)
-  local state = struct_pack('>c1dd', 'f', start, count + cost)
+  local state
+  count = count + cost
+  local within_second = start % 1000000
+  if compact == 1 and within_second % 1000 == 0 and count < 1000000 then
+    -- Two numbers below 2^31, each a C long even on a 32-bit Redis, where
+    -- '%d' formats one; the seconds reach 2^31 in 2038, and then go as two.
+    local seconds, rest = (start - within_second) / 1000000, within_second * 1000 + count
+    if seconds < 2147483648 then
+      state = string.format('%d%09d', seconds, rest)
+    else
+      local low = seconds % 100000000
+      state = string.format('%d%08d%09d', (seconds - low) / 100000000, low, rest)
+    end
+  else
+    state = struct_pack('>c1dd', 'f', start, count)
+  end
   -- The TTL: to the window's end, in whole ms rounded up.
   local ttl_us = until_next_window + (now - now_us)
   local sub_ms = ttl_us % 1000

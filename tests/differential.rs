@@ -108,8 +108,11 @@ pub(crate) fn alike<A: Algorithm>(
     let result = TestRunner::new(config).run(&strategy, |(algorithm, offset_us, ops)| {
         let clock = ManualClock::starting_at(Duration::from_micros(START_US + offset_us));
         let memory = InMemory::with_clock(algorithm.clone(), clock.clone());
+        let case = prefixes.fetch_add(1, Ordering::Relaxed);
         let redis = Redis::builder(algorithm)
-            .prefix(format!("differential:{}:", prefixes.fetch_add(1, Ordering::Relaxed)))
+            .prefix(format!("differential:{case}:"))
+            // Every other case writes the compact layouts (where an algorithm has one).
+            .compact_state(case % 2 == 1)
             .client_time(clock.clone())
             .timeout(Duration::from_secs(5))
             // The scripts are under test, every field exact: not the deny cache (tests/deny_cache.rs).

@@ -78,6 +78,102 @@ async fn a_key_is_the_prefix_the_algorithm_then_the_user_key_in_braces_holding_t
     }
 }
 
+/// `compact_state`: a fixed window's key holds one integer, the window's
+/// start in ms then its count in six digits, which Redis keeps inside the
+/// key: the memory of a key holding any one integer.
+#[tokio::test]
+async fn a_compact_fixed_window_holds_one_integer_and_costs_what_an_integer_key_costs() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut redis = server.connection().await;
+    let clock = ManualClock::starting_at(START + Duration::from_millis(1_500));
+    let window = Redis::builder(FixedWindow::new(Rate::per_second(5)).unwrap())
+        .compact_state(true)
+        .client_time(clock.clone())
+        .timeout(Duration::from_secs(5))
+        .build(redis.clone())
+        .unwrap();
+    let _ = window.check_n("user:1", 2).await.unwrap();
+    let key = window.redis_key("user:1");
+    let state: String = redis.get(&key).await.unwrap();
+    assert_eq!(state, "1700000001000000002", "the window of 1 700 000 001 s, two units");
+    let encoding: String = redis::cmd("OBJECT").arg("ENCODING").arg(&key).query_async(&mut redis).await.unwrap();
+    assert_eq!(encoding, "int");
+    let integer_key = key.replace("fw", "xx");
+    let () = redis.set(&integer_key, 42).await.unwrap();
+    let memory = |key: String| {
+        let mut redis = redis.clone();
+        async move {
+            let bytes: u64 =
+                redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0).query_async(&mut redis).await.unwrap();
+            bytes
+        }
+    };
+    assert_eq!(memory(key.clone()).await, memory(integer_key).await);
+    let ttl: i64 = redis.pttl(&key).await.unwrap();
+    assert!(0 < ttl && ttl <= 1_500, "to the window's end, and a second in client-time mode: {ttl} ms");
+}
+
+/// Each fixed window layout is read by a limiter that writes the other, so
+/// a deploy that turns `compact_state` on (or off) carries every count over.
+#[tokio::test]
+async fn either_fixed_window_layout_is_read_by_a_limiter_writing_the_other() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut redis = server.connection().await;
+    let clock = ManualClock::starting_at(START);
+    let connection = redis.clone();
+    let limiter = |compact| {
+        Redis::builder(FixedWindow::new(Rate::per_minute(5)).unwrap())
+            .compact_state(compact)
+            .client_time(clock.clone())
+            .timeout(Duration::from_secs(5))
+            .deny_cache(false)
+            .build(connection.clone())
+            .unwrap()
+    };
+    let (standard, compact) = (limiter(false), limiter(true));
+    let key = standard.redis_key("k");
+    assert_eq!(standard.check_n("k", 2).await.unwrap().remaining(), 3);
+    assert_eq!(redis.strlen::<_, usize>(&key).await.unwrap(), 17);
+    assert_eq!(compact.check_n("k", 1).await.unwrap().remaining(), 2);
+    assert_eq!(redis.get::<_, String>(&key).await.unwrap(), "1699999980000000003");
+    assert_eq!(standard.check_n("k", 2).await.unwrap().remaining(), 0);
+    assert_eq!(redis.strlen::<_, usize>(&key).await.unwrap(), 17);
+    let denied = compact.check("k").await.unwrap();
+    assert!(!denied.is_allowed());
+    assert_eq!(denied.retry_after(), Some(Duration::from_secs(40)), "the minute from 1 699 999 980 s");
+}
+
+/// Where the compact layout cannot hold the state, a compact limiter writes
+/// the standard one: a window that does not start on a whole millisecond,
+/// or a count of a million or more.
+#[tokio::test]
+async fn a_compact_fixed_window_writes_the_standard_layout_where_the_compact_cannot_hold_it() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut redis = server.connection().await;
+    let clock = ManualClock::starting_at(START + Duration::from_micros(2_500));
+    let connection = redis.clone();
+    let limiter = |rate| {
+        Redis::builder(FixedWindow::new(rate).unwrap())
+            .compact_state(true)
+            .client_time(clock.clone())
+            .timeout(Duration::from_secs(5))
+            .build(connection.clone())
+            .unwrap()
+    };
+    // Windows of 1.5 ms: this one starts at ...002 500 µs.
+    let short = limiter(Rate::new(10, Duration::from_micros(1_500)));
+    assert!(short.check("k").await.unwrap().is_allowed());
+    assert_eq!(redis.strlen::<_, usize>(short.redis_key("k")).await.unwrap(), 17);
+
+    let large = limiter(Rate::per_hour(3_000_000));
+    let key = large.redis_key("j");
+    assert_eq!(large.check_n("j", 999_999).await.unwrap().remaining(), 2_000_001);
+    assert!(redis.get::<_, String>(&key).await.unwrap().ends_with("999999"));
+    assert_eq!(large.check_n("j", 1).await.unwrap().remaining(), 2_000_000);
+    assert_eq!(redis.strlen::<_, usize>(&key).await.unwrap(), 17, "a count of a million");
+    assert_eq!(large.check_n("j", 0).await.unwrap().remaining(), 2_000_000);
+}
+
 /// The sliding log writes its numbers as text of its own: every digit
 /// exact past 2^31, where a 32-bit Redis's `%d` would stop, and a time's
 /// low digits padded (scores of ...000 000 123 µs, running totals from 2^31).

@@ -201,15 +201,20 @@ fn after_another_configuration<A: Spec, B: Spec>(cases: u32) {
     let config = Config { source_file: Some(file!()), ..proptest_config(cases) };
     let result = TestRunner::new(config).run(&strategy, |(a, b, through_a, through_b)| {
         let clock = ManualClock::starting_at(START);
-        let prefix = format!("pairs:{}:", prefixes.fetch_add(1, Ordering::Relaxed));
+        let case = prefixes.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("pairs:{case}:");
         // The scripts are under test, every field exact: not the deny cache (tests/deny_cache.rs).
+        // Each writes the standard or the compact layout (where its algorithm has one), in turn:
+        // each reads the other's.
         let first = Redis::builder(a.clone())
             .prefix(&prefix)
+            .compact_state(case % 2 == 1)
             .client_time(clock.clone())
             .deny_cache(false)
             .timeout(Duration::from_secs(5));
         let then = Redis::builder(b.clone())
             .prefix(&prefix)
+            .compact_state(case / 2 % 2 == 1)
             .client_time(clock.clone())
             .deny_cache(false)
             .timeout(Duration::from_secs(5));
@@ -337,6 +342,22 @@ fn garbage(tag: u8, fields: usize) -> Vec<(&'static str, Garbage)> {
         ("a set", Garbage::Set),
         ("a sorted set", Garbage::SortedSet("1:1")),
     ];
+    if tag == b'f' {
+        // Digits that are not the fixed window's compact layout, <start ms><count in 6 digits>.
+        cases.extend(
+            [
+                ("six digits", "123456"),
+                ("twenty digits", "12345678901234567890"),
+                ("a start past 2^53 µs", "9007199254741000001"),
+                ("a sign", "-1700000001000000002"),
+                ("a decimal point", "1700000001000.000002"),
+                ("a space", " 1700000001000000002"),
+                ("hexadecimal", "0x17000000010000002"),
+                ("an exponent", "17000000010000e0002"),
+            ]
+            .map(|(what, text)| (what, Garbage::String(text.as_bytes().to_vec()))),
+        );
+    }
     for at in 0..fields {
         cases.extend([
             ("a negative number", with(at, -1.0)),

@@ -281,7 +281,7 @@ macro_rules! reserving {
 /// `modules[n]` (n: its place in this list, from 1), then
 /// `lua/composite.lua`.
 macro_rules! scripts {
-    ($($algorithm:ident: $tag:literal, [$($file:literal),*], [$($field:ident),*] $(, $reserves:ident)?;)*) => {
+    ($($algorithm:ident: $tag:literal, [$($file:literal),*], [$($field:ident),*] $(+ $layout:ident)? $(, $reserves:ident)?;)*) => {
         /// The tag of `limit`'s algorithm in its Redis keys.
         pub(crate) fn tag(limit: &Limit) -> &'static str {
             match limit {
@@ -335,10 +335,12 @@ macro_rules! scripts {
             }
         }
 
-        /// `limit`'s configuration, the fields its script reads after the request.
-        pub(crate) fn config(limit: &Limit) -> Vec<u64> {
+        /// `limit`'s configuration, the fields its script reads after the
+        /// request: then, for an algorithm with a compact layout, whether to
+        /// write it.
+        pub(crate) fn config(limit: &Limit, layout: Layout) -> Vec<u64> {
             match limit {
-                $(Limit::$algorithm(algorithm) => vec![$(algorithm.$field),*],)*
+                $(Limit::$algorithm(algorithm) => vec![$(algorithm.$field,)* $(layout_field!($layout, layout))?],)*
             }
         }
 
@@ -354,7 +356,7 @@ macro_rules! scripts {
         #[cfg(test)]
         fn config_fields(limit: &Limit) -> &'static [&'static str] {
             match limit {
-                $(Limit::$algorithm(_) => &[$(stringify!($field)),*],)*
+                $(Limit::$algorithm(_) => &[$(stringify!($field),)* $(stringify!($layout))?],)*
             }
         }
 
@@ -374,8 +376,26 @@ macro_rules! scripts {
     };
 }
 
+/// Which of its layouts a script writes, where its algorithm has two (the
+/// fixed window's: lua/fixed_window.lua). Every script reads both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Layout {
+    /// The layout every version reads.
+    #[default]
+    Standard,
+    /// The smaller one, which versions before it cannot read.
+    Compact,
+}
+
+/// The field that tells a script to write its compact layout.
+macro_rules! layout_field {
+    (compact, $layout:expr) => {
+        u64::from($layout == Layout::Compact)
+    };
+}
+
 scripts! {
-    FixedWindow: "fw", ["fixed_window.lua"], [amount, period_us];
+    FixedWindow: "fw", ["fixed_window.lua"], [amount, period_us] + compact;
     SlidingLog: "sl", ["exact.lua", "sliding_log.lua"], [amount, period_us];
     TokenBucket: "tb", ["exact.lua", "meter.lua", "token_bucket.lua"], [capacity, amount, period_us], reserves;
     LeakyBucket: "lb", ["exact.lua", "meter.lua", "leaky_bucket.lua"], [capacity, amount, period_us], reserves;
@@ -447,11 +467,11 @@ pub(crate) struct Prepared {
 /// whose `ARGV[2..]` is, for each limit `k`, its module's number and the
 /// index in ARGV of its configuration, then the configurations, one
 /// argument each.
-pub(crate) fn prepare(configuration: &Configuration<'_>) -> Prepared {
+pub(crate) fn prepare(configuration: &Configuration<'_>, layout: Layout) -> Prepared {
     match configuration.parts {
         Parts::One(limit) => Prepared {
             lua: script(&limit),
-            config: packed(&config(&limit)),
+            config: packed(&config(&limit, layout)),
             args: Vec::new(),
             keys: vec![KeyPart { name: None, tag: tag(&limit) }],
         },
@@ -462,7 +482,7 @@ pub(crate) fn prepare(configuration: &Configuration<'_>) -> Prepared {
             for (n, limit) in named.iter().map(|named| &named.limit).enumerate() {
                 args.extend([module(limit), (first + n) as u64].map(|number| number.to_string().into_bytes()));
             }
-            args.extend(named.iter().map(|named| packed(&config(&named.limit))));
+            args.extend(named.iter().map(|named| packed(&config(&named.limit, layout))));
             let keys =
                 named.iter().map(|named| KeyPart { name: Some(Arc::clone(&named.name)), tag: tag(&named.limit) });
             Prepared { lua: composite_script(), config: packed(&[]), args, keys: keys.collect() }
@@ -635,16 +655,18 @@ mod tests {
             .enumerate()
             .map(|(n, limit)| crate::algorithm::Named::new(format!("l{n}").into(), *limit))
             .collect();
-        let prepared = prepare(&Configuration { plan: None, limit: 1, parts: Parts::Several(&named) });
-        // ARGV[n] is args[n - 2]: ARGV[1] is the request.
-        let first = 2 + 2 * limits.len();
-        for (k, limit) in limits.iter().enumerate() {
-            let decimal = |number: usize| number.to_string().into_bytes();
-            assert_eq!(prepared.args[2 * k], decimal(module(limit) as usize));
-            assert_eq!(prepared.args[2 * k + 1], decimal(first + k));
-            assert_eq!(prepared.args[first + k - 2], packed(&config(limit)));
+        for layout in [Layout::Standard, Layout::Compact] {
+            let prepared = prepare(&Configuration { plan: None, limit: 1, parts: Parts::Several(&named) }, layout);
+            // ARGV[n] is args[n - 2]: ARGV[1] is the request.
+            let first = 2 + 2 * limits.len();
+            for (k, limit) in limits.iter().enumerate() {
+                let decimal = |number: usize| number.to_string().into_bytes();
+                assert_eq!(prepared.args[2 * k], decimal(module(limit) as usize));
+                assert_eq!(prepared.args[2 * k + 1], decimal(first + k));
+                assert_eq!(prepared.args[first + k - 2], packed(&config(limit, layout)));
+            }
+            assert_eq!(prepared.args.len(), first + limits.len() - 2);
         }
-        assert_eq!(prepared.args.len(), first + limits.len() - 2);
     }
 
     #[test]
@@ -732,16 +754,24 @@ mod tests {
                 .flat_map(str::split_whitespace)
                 .collect();
             assert_eq!(declared, config_fields(&limit), "{limit:?}");
-            assert_eq!(config(&limit).len(), declared.len());
-            let prepared = prepare(&Configuration { plan: None, limit: 1, parts: Parts::One(limit) });
-            assert_eq!(prepared.config, packed(&config(&limit)), "{limit:?}");
-            assert!(prepared.args.is_empty(), "{limit:?}");
-            assert_eq!(
-                &prepared.config[..8 * declared.len()],
-                &config(&limit).iter().flat_map(|field| field.to_be_bytes()).collect::<Vec<u8>>()[..],
-                "{limit:?}"
-            );
-            assert!(prepared.config[8 * declared.len()..].iter().all(|&byte| byte == 0), "{limit:?}");
+            for layout in [Layout::Standard, Layout::Compact] {
+                assert_eq!(config(&limit, layout).len(), declared.len());
+                let prepared = prepare(&Configuration { plan: None, limit: 1, parts: Parts::One(limit) }, layout);
+                assert_eq!(prepared.config, packed(&config(&limit, layout)), "{limit:?}");
+                assert!(prepared.args.is_empty(), "{limit:?}");
+                assert_eq!(
+                    &prepared.config[..8 * declared.len()],
+                    &config(&limit, layout).iter().flat_map(|field| field.to_be_bytes()).collect::<Vec<u8>>()[..],
+                    "{limit:?}"
+                );
+                assert!(prepared.config[8 * declared.len()..].iter().all(|&byte| byte == 0), "{limit:?}");
+            }
+            // The layout is the `compact` field, 1 for the compact one, and nothing else.
+            let (standard, compact) = (config(&limit, Layout::Standard), config(&limit, Layout::Compact));
+            match declared.iter().position(|&field| field == "compact") {
+                Some(at) => assert_eq!((standard[at], compact[at]), (0, 1), "{limit:?}"),
+                None => assert_eq!(standard, compact, "{limit:?}"),
+            }
             // ... and takes that many of the prelude's fields, in order, wherever it reads its configuration.
             let fields: Vec<String> = (1..=declared.len()).map(|n| format!("config_{n}")).collect();
             let read = format!("local {} = {}\n", declared.join(", "), fields.join(", "));
@@ -773,7 +803,8 @@ mod tests {
             &fields[2..],
             "I8".repeat(CONFIG_FIELDS)
         )));
-        let prepared = prepare(&Configuration { plan: None, limit: 1, parts: Parts::One(one_of_each()[0]) });
+        let prepared =
+            prepare(&Configuration { plan: None, limit: 1, parts: Parts::One(one_of_each()[0]) }, Layout::default());
         assert_eq!(prepared.config.len(), 8 * CONFIG_FIELDS);
     }
 
