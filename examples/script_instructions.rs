@@ -15,6 +15,8 @@
 //! ```sh
 //! cargo run --release --features redis --example script_instructions -- --calls 20000
 //! ```
+//!
+//! `--only NAME` (as often as wanted) counts the floor and the scripts named.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -126,12 +128,17 @@ fn subjects(connection: &redis::aio::MultiplexedConnection) -> tollgate::Result<
         args: vec![b"1".to_vec(), AMOUNT.to_string().into_bytes()],
     }];
     macro_rules! subject {
-        ($name:literal, $tag:literal, $algorithm:expr) => {{
-            let call = Redis::builder($algorithm).build(connection.clone())?.script_call();
+        ($name:literal, $tag:literal, $algorithm:expr) => {
+            subject!($name, $tag, $algorithm, false)
+        };
+        ($name:literal, $tag:literal, $algorithm:expr, $compact:expr) => {{
+            let call = Redis::builder($algorithm).compact_state($compact).build(connection.clone())?.script_call();
             subjects.push(Subject { name: $name, source: call.source.to_owned(), tag: $tag, args: call.args });
         }};
     }
     subject!("fixed_window", "fw", FixedWindow::new(rate)?);
+    // Its compact layout (`RedisBuilder::compact_state`), on keys of its own.
+    subject!("fixed_window_compact", "fwc", FixedWindow::new(rate)?, true);
     subject!("sliding_window", "sw", SlidingWindow::new(rate)?);
     subject!("token_bucket", "tb", TokenBucket::new(AMOUNT, rate)?);
     subject!("leaky_bucket", "lb", LeakyBucket::new(AMOUNT - 1, rate)?);
@@ -156,11 +163,13 @@ async fn call(connection: &mut redis::aio::MultiplexedConnection, subject: &Subj
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut calls = 20_000;
+    let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--calls" => calls = args.next().ok_or("--calls N")?.parse()?,
-            other => return Err(format!("unknown argument {other}; usage: [--calls N]").into()),
+            "--only" => only.push(args.next().ok_or("--only NAME")?),
+            other => return Err(format!("unknown argument {other}; usage: [--calls N] [--only NAME]...").into()),
         }
     }
     let server = Server::start();
@@ -178,14 +187,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let subjects = subjects(&connection)?;
     println!("instructions inside EVALSHA per call, {calls} calls over {KEYS} keys each (callgrind):");
     let mut floor = None;
-    for subject in &subjects {
+    // The floor, then every script or those named by --only.
+    let chosen =
+        |subject: &&Subject| subject.name == "floor" || only.is_empty() || only.iter().any(|name| name == subject.name);
+    for subject in subjects.iter().filter(chosen) {
         let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(&subject.source).query_async(&mut connection).await?;
         call(&mut connection, subject, &sha, KEYS).await;
         server.dump();
         call(&mut connection, subject, &sha, calls).await;
         let per_call = server.dump() as f64 / calls as f64;
         let floor = *floor.get_or_insert(per_call);
-        println!("  {:<16} {per_call:>8.0}   {:.3}× the floor", subject.name, per_call / floor);
+        println!("  {:<20} {per_call:>8.0}   {:.3}× the floor", subject.name, per_call / floor);
     }
     Ok(())
 }

@@ -12,6 +12,9 @@
 //! - Then `MEMORY USAGE` of one key of each algorithm against a string key
 //!   holding one integer, with the same key name length.
 //!
+//! `fixed_window_compact` is the fixed window writing its compact layout
+//! (`RedisBuilder::compact_state`).
+//!
 //! Every check is admitted (a million a second per key, 10 000 keys in
 //! turn), so every call writes.
 
@@ -20,7 +23,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use redis::aio::MultiplexedConnection;
 use tokio::runtime::Runtime;
-use tollgate::{Algorithm, ManualClock, Rate, RateLimiter, Redis, RedisBuilder, SlidingLog};
+use tollgate::{Algorithm, FixedWindow, ManualClock, Rate, RateLimiter, Redis, RedisBuilder, SlidingLog};
 
 use super::models::Spec;
 use super::redis_server::RedisServer;
@@ -53,15 +56,20 @@ impl Subject {
 
     /// `algorithm`'s own script, exactly as the crate sends it.
     fn of<A: Algorithm>(algorithm: A, connection: &MultiplexedConnection) -> Self {
-        Self::under(algorithm, RedisBuilder::<A>::DEFAULT_PREFIX, connection)
+        Self::built(algorithm.name(), Redis::builder(algorithm), connection)
     }
 
     /// As [`of`](Self::of), its keys under `prefix`.
     fn under<A: Algorithm>(algorithm: A, prefix: &str, connection: &MultiplexedConnection) -> Self {
-        let limiter = Redis::builder(algorithm.clone()).prefix(prefix).build(connection.clone()).unwrap();
+        Self::built(algorithm.name(), Redis::builder(algorithm).prefix(prefix), connection)
+    }
+
+    /// The script of the limiter `builder` builds, named `name`.
+    fn built<A: Algorithm>(name: &'static str, builder: RedisBuilder<A>, connection: &MultiplexedConnection) -> Self {
+        let limiter = builder.build(connection.clone()).unwrap();
         let call = limiter.script_call();
         Self {
-            name: algorithm.name(),
+            name,
             script: redis::Script::new(call.source),
             keys: (0..KEYS).map(|n| limiter.redis_key(&format!("user:{n:06}"))).collect(),
             // The request, a cost of 1 on the server's clock, and the configuration.
@@ -102,8 +110,15 @@ fn subjects(connection: &MultiplexedConnection) -> Vec<Subject> {
         };
     }
     crate::algorithms::for_each_algorithm!(add, subjects, connection);
+    let window = <FixedWindow as Spec>::with_limit(AMOUNT, PERIOD);
+    // Keys of its own: on the fixed window's, each would read the other's layout.
+    let compact = Redis::builder(window).prefix("compact:").compact_state(true);
+    subjects.push(Subject::built(COMPACT_WINDOW, compact, connection));
     subjects
 }
+
+/// The fixed window writing its compact layout (`RedisBuilder::compact_state`).
+const COMPACT_WINDOW: &str = "fixed_window_compact";
 
 /// Rounds of the interleaved comparison, and calls per subject per round.
 const ROUNDS: usize = 21;
@@ -150,7 +165,7 @@ pub(crate) fn benches(c: &mut Criterion) {
     for (index, subject) in subjects.iter().enumerate() {
         let mut ratios: Vec<f64> = (0..ROUNDS).map(|round| per_call[index][round] / per_call[0][round]).collect();
         let (us, ratio) = (median(&mut per_call[index].clone()), median(&mut ratios));
-        eprintln!("  {:<16} {us:>6.2} µs   {ratio:.3}× the floor", subject.name);
+        eprintln!("  {:<20} {us:>6.2} µs   {ratio:.3}× the floor", subject.name);
     }
 
     sliding_log_by_size(&runtime, &mut connection, &subjects[0]);
@@ -216,13 +231,18 @@ fn median(values: &mut [f64]) -> f64 {
 /// same length.
 fn memory_per_key(runtime: &Runtime, connection: &mut MultiplexedConnection) {
     eprintln!("redis_cost, MEMORY USAGE (SAMPLES 0) of one key, user key \"user:042000\":");
-    let clock = ManualClock::new();
+    // A time of today's size: the compact layout writes the window's start in ms.
+    let clock = ManualClock::starting_at(Duration::from_secs(1_700_000_000));
     macro_rules! measure {
-        ($name:ident, $algorithm:ident, $runtime:ident, $connection:ident, $clock:ident) => {{
+        ($name:ident, $algorithm:ident, $runtime:ident, $connection:ident, $clock:ident) => {
+            measure!($name, $algorithm, $runtime, $connection, $clock, false)
+        };
+        ($name:ident, $algorithm:ident, $runtime:ident, $connection:ident, $clock:ident, $compact:expr) => {{
             let algorithm = <tollgate::$algorithm as Spec>::with_limit(10, Duration::from_secs(1));
             let limiter = Redis::builder(algorithm)
                 .prefix("mem:")
                 .client_time($clock.clone())
+                .compact_state($compact)
                 .build($connection.clone())
                 .unwrap();
             let key = limiter.redis_key("user:042000");
@@ -237,12 +257,13 @@ fn memory_per_key(runtime: &Runtime, connection: &mut MultiplexedConnection) {
             let integer: u64 = $runtime
                 .block_on(redis::cmd("MEMORY").arg("USAGE").arg(&plain).arg("SAMPLES").arg(0).query_async($connection))
                 .unwrap();
+            let name = if $compact { COMPACT_WINDOW } else { stringify!($name) };
             eprintln!(
-                "  {:<16} {bytes:>4} bytes   (a string holding one integer, same key length: {integer} bytes; +{})",
-                stringify!($name),
+                "  {name:<20} {bytes:>4} bytes   (a string holding one integer, same key length: {integer} bytes; +{})",
                 bytes as i64 - integer as i64
             );
         }};
     }
     crate::algorithms::for_each_algorithm!(measure, runtime, connection, clock);
+    measure!(fixed_window, FixedWindow, runtime, connection, clock, true);
 }
