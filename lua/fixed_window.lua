@@ -31,8 +31,11 @@ local function decide(k, write)
     if tag ~= 'f' then
       -- The compact layout: the start's whole seconds, then 9 digits: its
       -- ms (3) and the count (6); 19 digits at most.
-      local seconds, rest = string.match(raw, '^(%d+)(%d%d%d%d%d%d%d%d%d)$')
-      if not seconds or #raw > 19 then
+      local seconds, rest
+      if #raw <= 19 then
+        seconds, rest = string.match(raw, '^(%d+)(%d%d%d%d%d%d%d%d%d)$')
+      end
+      if not seconds then
         error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
       end
       rest = tonumber(rest)
