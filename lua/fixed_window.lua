@@ -81,12 +81,12 @@ local function decide(k, write)
   end
   local reply = struct_pack(REPLY, 1, amount, amount - count - cost, 0, until_next_window, 0, now_us)
   local state
-  count = count + cost
+  local counted = count + cost
   local within_second = start % 1000000
-  if compact == 1 and within_second % 1000 == 0 and count < 1000000 then
+  if compact == 1 and within_second % 1000 == 0 and counted < 1000000 then
     -- Two numbers below 2^31, each a C long even on a 32-bit Redis, where
     -- '%d' formats one; the seconds reach 2^31 in 2038, and then go as two.
-    local seconds, rest = (start - within_second) / 1000000, within_second * 1000 + count
+    local seconds, rest = (start - within_second) / 1000000, within_second * 1000 + counted
     if seconds < 2147483648 then
       state = string.format('%d%09d', seconds, rest)
     else
@@ -94,7 +94,7 @@ local function decide(k, write)
       state = string.format('%d%08d%09d', (seconds - low) / 100000000, low, rest)
     end
   else
-    state = struct_pack('>c1dd', 'f', start, count)
+    state = struct_pack('>c1dd', 'f', start, counted)
   end
   -- The TTL: to the window's end, in whole ms rounded up.
   local ttl_us = until_next_window + (now - now_us)
