@@ -430,7 +430,8 @@ async fn garbage_is_an_error<A: Spec>() {
     let algorithm = A::with_limit(5, HOUR);
     let real = Redis::builder(algorithm.clone()).timeout(Duration::from_secs(5)).build(connection.clone()).unwrap();
     assert!(real.check("mallory").await.unwrap().is_allowed());
-    let cases = garbage_for(&mut connection, &real.redis_key("mallory")).await;
+    let key = real.redis_key("mallory");
+    let cases = garbage_for(&mut connection, &key).await;
     for policy in [FailurePolicy::ReturnError, FailurePolicy::Allow, FailurePolicy::FallbackToMemory] {
         let limiter: Arc<dyn RateLimiter> = Arc::new(
             Redis::builder(algorithm.clone())
@@ -439,11 +440,6 @@ async fn garbage_is_an_error<A: Spec>() {
                 .build(connection.clone())
                 .unwrap(),
         );
-        let key = Redis::builder(algorithm.clone())
-            .timeout(Duration::from_secs(5))
-            .build(connection.clone())
-            .unwrap()
-            .redis_key("mallory");
         for (what, garbage) in &cases {
             write(&mut connection, &key, garbage).await;
             for cost in [0, 1] {
