@@ -25,28 +25,53 @@ local REMOVED_PER_WRITE = 64
 -- '%d' formats a C long, 32 bits on a 32-bit Redis: so an integer from 2^31
 -- on goes as two halves below 10^8, each a long anywhere, and a negative one
 -- (a window that starts before the epoch, on a clock near zero) as '%.0f'.
+--
+-- A single script has these functions written in place of their calls
+-- (src/redis/scripts.rs, INLINED), so that it makes no function and calls
+-- none on its hot path: each costs Redis about as much as a few lines of
+-- arithmetic. So each returns once, at its end, and is called on a line of
+-- its own.
 local function decimal(n)
+  local text
   if n >= 0 and n < 2147483648 then
-    return string.format('%d', n)
+    text = string.format('%d', n)
   elseif n < 0 then
-    return string.format('%.0f', n)
+    text = string.format('%.0f', n)
+  else
+    local low = n % 100000000
+    text = string.format('%d%08d', (n - low) / 100000000, low)
   end
-  local low = n % 100000000
-  return string.format('%d%08d', (n - low) / 100000000, low)
+  return text
+end
+
+-- An entry's running total before it and its cost, from its member. They
+-- are read by arithmetic (`+ 0`), not tonumber, which parses a string twice
+-- (whether it is a number, then the number): the pattern has checked that
+-- they are digits.
+local function counts(k, member_)
+  local before, cost_of = string.match(member_ or '', '^(%d+):(%d+)$')
+  if not before then
+    error({err = 'TOLLGATE key ' .. k .. ': not the state of a sliding log'})
+  end
+  before, cost_of = before + 0, cost_of + 0
+  if before >= TOTAL_MODULUS then
+    error({err = 'TOLLGATE key ' .. k .. ': a running total is not below 2^48'})
+  end
+  if cost_of < 1 or cost_of > MAX_EXACT then
+    error({err = 'TOLLGATE key ' .. k .. ': a cost is not an integer from 1 to 2^53'})
+  end
+  return before, cost_of
 end
 
 -- An entry's (at, before, cost), from ZRANGE ... WITHSCORES at `offset`.
+-- A score is a number as Redis writes one (%.17g, or inf), so `+ 0` reads it.
 local function entry(k, reply, offset)
-  local before, cost_of = string.match(reply[offset] or '', '^(%d+):(%d+)$')
-  if not before then
-    invalid_state(k, 'not the state of a sliding log')
+  local before, cost_of = counts(k, reply[offset])
+  local at = (reply[offset + 1] or -1) + 0
+  if not (at >= 0 and at <= MAX_EXACT and at % 1 == 0) then
+    error({err = 'TOLLGATE key ' .. k .. ': a score is not an integer from 0 to 2^53'})
   end
-  before = stored_int(k, tonumber(before), 0, 'a running total')
-  if before >= TOTAL_MODULUS then
-    invalid_state(k, 'a running total is not below 2^48')
-  end
-  return stored_int(k, tonumber(reply[offset + 1]), 0, 'an entry time'), before,
-    stored_int(k, tonumber(cost_of), 1, 'a cost')
+  return at, before, cost_of
 end
 
 -- The cost admitted from the entry whose running total before it is `from`
@@ -61,10 +86,15 @@ end
 
 -- The member of an entry: the running total before it, and its cost.
 local function member(before, cost_of)
+  local text
   if before < 2147483648 and cost_of < 2147483648 then
-    return string.format('%d:%d', before, cost_of)
+    text = string.format('%d:%d', before, cost_of)
+  else
+    local before_text = decimal(before)
+    local cost_text = decimal(cost_of)
+    text = before_text .. ':' .. cost_text
   end
-  return decimal(before) .. ':' .. decimal(cost_of)
+  return text
 end
 
 -- Writes the entry `added` at `at` (in place of `replaced`, if any), removes
@@ -76,42 +106,46 @@ local function commit(k, at, added, replaced, expired_until, expired, ttl)
   if replaced then
     redis_call('ZREM', key, replaced)
   end
-  redis_call('ZADD', key, decimal(at), added)
+  local score = decimal(at)
+  redis_call('ZADD', key, score, added)
   if expired_until then
     if not expired then
-      expired = redis_call('ZCOUNT', key, '-inf', decimal(expired_until))
+      local bound = decimal(expired_until)
+      expired = redis_call('ZCOUNT', key, '-inf', bound)
     end
     if expired > 0 then
       redis_call('ZREMRANGEBYRANK', key, '0', string.format('%d', math.min(expired, REMOVED_PER_WRITE) - 1))
     end
   end
-  redis_call('PEXPIRE', key, decimal(ttl))
+  local ttl_text = decimal(ttl)
+  redis_call('PEXPIRE', key, ttl_text)
 end
 
 local function decide(k, write)
   local amount, period_us = config_1, config_2
   local key = KEYS[k]
-  -- The two oldest entries: with fewer than two, the oldest is the newest,
-  -- and this one read is all a small log needs.
-  local oldest = redis_call('ZRANGE', key, '0', '1', 'WITHSCORES')
+  -- The newest entry, the one score a call reads: Redis writes each score
+  -- it returns with printf and the script reads it back with strtod, the
+  -- dearest part of a call after its commands (docs/redis.md, "The sliding
+  -- log, by the size of its log"). Which entries are live is asked by rank
+  -- and count instead.
+  local newest = redis_call('ZRANGE', key, '-1', '-1', 'WITHSCORES')
   -- What the request writes (commit's arguments), if it is admitted with a non-zero cost.
   local at, added, replaced, expired_until, expired, ttl
   local reply
-  if #oldest == 0 then
+  if #newest == 0 then
     if cost == 0 then
       return struct_pack(REPLY, 1, amount, amount, 0, 0, 0, now_us)
     end
     reply = struct_pack(REPLY, 1, amount, amount - cost, 0, period_us, 0, now_us)
-    at, added, replaced, expired_until, expired, ttl = now_us, member(0, cost), false, false, false, ttl_ms(period_us)
+    added = member(0, cost)
+    ttl = ttl_ms(period_us)
+    at, replaced, expired_until, expired = now_us, false, false, false
     if write then
       commit(k, at, added, replaced, expired_until, expired, ttl)
       return reply
     end
     return reply, at, added, replaced, expired_until, expired, ttl
-  end
-  local newest = oldest
-  if #oldest > 2 then
-    newest = redis_call('ZRANGE', key, '-1', '-1', 'WITHSCORES')
   end
   local newest_at, newest_before, newest_cost = entry(k, newest, 1)
   local total = (newest_before + newest_cost) % TOTAL_MODULUS
@@ -120,31 +154,23 @@ local function decide(k, write)
   local until_empty = math.max(period_us - (now - newest_at), 0)
   -- An entry admitted at `at` is live while at + period_us > now.
   local live_after = now - period_us
-  -- A number, written as text only by the calls that need it (few do).
   expired_until = live_after
-  -- The first live entry (`first`, at `first_offset` in it), found among the two
-  -- oldest if it is one of them; then `expired` entries precede it.
-  local first, first_offset = false, 0
-  if tonumber(oldest[2]) > live_after then
-    first, first_offset, expired = oldest, 1, 0
-  elseif #oldest > 2 and tonumber(oldest[4]) > live_after then
-    first, first_offset, expired = oldest, 3, 1
-  elseif newest_at <= live_after then
-    -- Every entry has left the window (one, if the oldest is the newest).
-    expired = #oldest == 2 and 1
+  -- The first live entry, `first` (its member), and the `expired` entries before it.
+  local first = false
+  if newest_at > live_after then
+    -- Entries at or before live_after have left the window; the first live
+    -- one follows them in the set's order.
+    local bound = decimal(live_after)
+    expired = redis_call('ZCOUNT', key, '-inf', bound)
+    local rank = expired == 0 and '0' or string.format('%d', expired)
+    first = redis_call('ZRANGE', key, rank, rank)[1]
   else
+    -- Every entry has left the window; commit counts them if it writes.
     expired = false
-    first = redis_call('ZRANGEBYSCORE', key, '(' .. decimal(expired_until), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    if #first == 0 then
-      first = false
-    else
-      first_offset = 1
-    end
   end
   local live_cost, before_live, first_cost = 0, total, 0
   if first then
-    local _
-    _, before_live, first_cost = entry(k, first, first_offset)
+    before_live, first_cost = counts(k, first)
     live_cost = admitted_since(before_live, total)
   end
   -- More than the amount only if a configuration with a larger amount wrote the log.
@@ -156,22 +182,30 @@ local function decide(k, write)
     local excess = live_cost + cost - amount
     local freeing_at
     if first_cost >= excess then
-      freeing_at = tonumber(first[first_offset + 1])
+      local probe = {first, redis_call('ZSCORE', key, first)}
+      freeing_at = entry(k, probe, 1)
     else
       -- Ranks of the first live entry and of the newest: the running totals
       -- grow along them, so the one that frees enough is found by bisection.
-      local lo = expired or redis_call('ZCOUNT', key, '-inf', decimal(expired_until))
+      local lo = expired
+      if not lo then
+        local bound = decimal(expired_until)
+        lo = redis_call('ZCOUNT', key, '-inf', bound)
+      end
       local hi = redis_call('ZCARD', key) - 1
       while lo < hi do
         local mid = math.floor((lo + hi) / 2)
-        local _, before, cost_of = entry(k, redis_call('ZRANGE', key, mid, mid, 'WITHSCORES'), 1)
-        if admitted_since(before_live, (before + cost_of) % TOTAL_MODULUS) >= excess then
+        local probe = redis_call('ZRANGE', key, mid, mid, 'WITHSCORES')
+        local _, before, cost_of = entry(k, probe, 1)
+        local freed = admitted_since(before_live, (before + cost_of) % TOTAL_MODULUS)
+        if freed >= excess then
           hi = mid
         else
           lo = mid + 1
         end
       end
-      freeing_at = entry(k, redis_call('ZRANGE', key, lo, lo, 'WITHSCORES'), 1)
+      local probe = redis_call('ZRANGE', key, lo, lo, 'WITHSCORES')
+      freeing_at = entry(k, probe, 1)
     end
     local retry_after = period_us - (now - freeing_at)
     if retry_after < 1 then
@@ -183,11 +217,13 @@ local function decide(k, write)
     return struct_pack(REPLY, 1, amount, amount - count, 0, until_empty, 0, now_us)
   end
   reply = struct_pack(REPLY, 1, amount, amount - count - cost, 0, period_us, 0, now_us)
-  at, replaced, ttl = now, false, ttl_ms(period_us + (now - now_us))
+  ttl = ttl_ms(period_us + (now - now_us))
+  at, replaced = now, false
   if now == newest_at then
     -- Requests of the same microsecond share one entry, so that no two
     -- entries share a score (and the set's order is the order of admission).
-    added, replaced = member(newest_before, newest_cost + cost), newest[1]
+    added = member(newest_before, newest_cost + cost)
+    replaced = newest[1]
   else
     added = member(total, cost)
   end

@@ -100,28 +100,43 @@ fn single_source(files: &[&str], mains: &[&str], decides: bool) -> String {
 }
 
 /// The functions that a single script has in place of their calls in its
-/// `decide` (lua/meter.lua's: the buckets' hot path), rather than make and
-/// call them on every decision.
-const INLINED: [&str; 4] = ["read_meter", "reservable", "meter_state", "admitted"];
+/// `decide` (lua/meter.lua's, the buckets' hot path; lua/sliding_log.lua's
+/// and the TTL's, the log's), rather than make and call them on every
+/// decision.
+const INLINED: [&str; 11] = [
+    "read_meter",
+    "reservable",
+    "meter_state",
+    "admitted",
+    "ttl_ms",
+    "decimal",
+    "counts",
+    "entry",
+    "admitted_since",
+    "member",
+    "commit",
+];
 
 /// `body` with each call of an [`INLINED`] function that `files` defines
 /// replaced by the function's body, in a `do ... end` block that first
 /// binds its parameters to the arguments (those that differ), until none is
 /// left. A call is a line of its own: `return f(...)`, which the body's own
-/// returns then end; or `[local] a, b = f(...)`, for a function that returns
+/// returns then end; `[local] a, b = f(...)`, for a function that returns
 /// once, at its end, whose values the block hands out through
-/// `inlined_1, ...` (the body's own locals may have the names of `a, b`).
+/// `f_1, ...` (the body's own locals may have the names of `a, b`); or
+/// `f(...)`, for a function that returns nothing.
 fn inlined(body: &str, files: &str) -> String {
     let mut body = body.to_owned();
     'inlining: loop {
         for line in body.lines() {
             let code = line.trim_start();
             let indent = &line[..line.len() - code.len()];
+            // `return f(...)`, `[local] a, b = f(...)`, or `f(...)`, a call whose values are dropped.
             let (targets, call) = match code.strip_prefix("return ") {
                 Some(call) => (None, call),
                 None => match code.split_once(" = ") {
                     Some((targets, call)) => (Some(targets), call),
-                    None => continue,
+                    None => (None, code),
                 },
             };
             let Some((name, arguments)) = call.strip_suffix(')').and_then(|call| call.split_once('(')) else {
@@ -151,6 +166,9 @@ fn inlined(body: &str, files: &str) -> String {
                 let (names, values): (Vec<&str>, Vec<&str>) = rebound.into_iter().unzip();
                 block += &format!("{indent}  local {} = {}\n", names.join(", "), values.join(", "));
             }
+            let returns = function_body.lines().any(|line| line.trim_start().starts_with("return"));
+            let dropped = targets.is_none() && !code.starts_with("return ");
+            assert!(!(dropped && returns), "{name} returns values that its call drops: {line}");
             let mut replacement = String::new();
             match targets {
                 None => {
@@ -164,7 +182,8 @@ fn inlined(body: &str, files: &str) -> String {
                     let values = last.trim_start().strip_prefix("return ").expect("returns once, at its end");
                     assert!(!lines.lines().any(|line| line.trim_start().starts_with("return")), "{name} returns early");
                     let count = targets.trim_start_matches("local ").split(", ").count();
-                    let results: Vec<String> = (1..=count).map(|n| format!("inlined_{n}")).collect();
+                    // Named for the function: a call inlined in its body hands out values of its own.
+                    let results: Vec<String> = (1..=count).map(|n| format!("{name}_{n}")).collect();
                     replacement += &format!("{indent}local {}\n", results.join(", "));
                     for line in lines.lines() {
                         block += &format!("{}{line}\n", if line.is_empty() { "" } else { indent });
@@ -684,8 +703,8 @@ mod tests {
     /// A script of one algorithm is the prelude, its files without their
     /// `decide`, lua/single.lua, then that `decide`'s body in a block: the
     /// same lines, but run once at the top of the chunk, with the meter's
-    /// functions written in place of their calls; and it makes no function
-    /// it does not use, and none at all for a state of a constant size.
+    /// functions and the sliding log's written in place of their calls; and
+    /// it makes no function at all.
     #[test]
     fn a_single_script_runs_the_body_of_its_algorithms_decide_in_place_and_makes_only_the_functions_it_uses() {
         assert!(SINGLE.contains("local k, write = 1, true\n"));
@@ -707,28 +726,38 @@ mod tests {
             for (name, _) in definitions(source) {
                 assert!(uses(source, name) > 1, "{limit:?}: {name} is not used");
             }
-            // A state of a constant size is read and written without a function made for it.
-            if !matches!(limit, Limit::SlidingLog(_)) {
-                let functions =
-                    definitions(source).into_iter().filter(|(_, at)| source[at.clone()].starts_with("local function"));
-                assert_eq!(functions.map(|(name, _)| name).collect::<Vec<_>>(), [] as [&str; 0], "{limit:?}");
-            }
+            // Every state is read and written without a function made for it.
+            let functions =
+                definitions(source).into_iter().filter(|(_, at)| source[at.clone()].starts_with("local function"));
+            assert_eq!(functions.map(|(name, _)| name).collect::<Vec<_>>(), [] as [&str; 0], "{limit:?}");
         }
     }
 
     #[test]
     fn an_inlined_function_is_its_body_in_a_block_that_binds_its_parameters_to_the_arguments() {
         let files = "local function reservable(mark, amount)\n  local room = MAX_EXACT - mark\n  return mark + room\nend\n\
-                     local function admitted(k, tag, after)\n  if after > 0 then\n    tag = 'T'\n  end\n  return tag, k\nend\n";
-        let body = "  local most = 1\n  most = reservable(full, amount)\n  return admitted(k, tag, most)\n";
+                     local function admitted(k, tag, after)\n  if after > 0 then\n    tag = 'T'\n  end\n  return tag, k\nend\n\
+                     local function commit(k, most)\n  redis_call('SET', KEYS[k], most)\nend\n";
+        let body =
+            "  local most = 1\n  most = reservable(full, amount)\n  commit(k, most)\n  return admitted(k, tag, most)\n";
         // `amount` and `k` are bound to themselves, and not assigned to: left as they are. `tag` is assigned
-        // to, and so rebound. A value is handed out through `inlined_1`; a tail call's returns are the body's.
+        // to, and so rebound. A value is handed out through `reservable_1`; a call on a line of its own is its
+        // body; a tail call's returns are the body's.
         assert_eq!(
             inlined(body, files),
-            "  local most = 1\n  local inlined_1\n  do\n    local mark = full\n    local room = MAX_EXACT - mark\n    \
-             inlined_1 = mark + room\n  end\n  most = inlined_1\n  do\n    local tag, after = tag, most\n    \
-             if after > 0 then\n      tag = 'T'\n    end\n    return tag, k\n  end\n"
+            "  local most = 1\n  local reservable_1\n  do\n    local mark = full\n    local room = MAX_EXACT - mark\n    \
+             reservable_1 = mark + room\n  end\n  most = reservable_1\n  do\n    redis_call('SET', KEYS[k], most)\n  end\n  \
+             do\n    local tag, after = tag, most\n    if after > 0 then\n      tag = 'T'\n    end\n    return tag, k\n  end\n"
         );
+    }
+
+    /// A function that returns values cannot be written in place of a call
+    /// that drops them: its `return` would end the script.
+    #[test]
+    #[should_panic(expected = "returns values that its call drops")]
+    fn a_call_that_drops_what_its_function_returns_is_not_inlined() {
+        let files = "local function reservable(mark)\n  return mark\nend\n";
+        inlined("  reservable(full)\n  return 1\n", files);
     }
 
     #[test]
