@@ -17,6 +17,11 @@
 //! ```
 //!
 //! `--only NAME` (as often as wanted) counts the floor and the scripts named.
+//! `--entries N` gives the sliding log a window of an hour, so that nothing
+//! expires, and writes each of its keys N times before its calls are
+//! counted: with `--calls 10000` every counted call finds a log of N entries
+//! (docs/redis.md, "The sliding log, by the size of its log").
+//! `--keep DIR` copies each subject's dump there, for `callgrind_annotate`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -66,8 +71,8 @@ impl Server {
     }
 
     /// Asks callgrind to write what it counted since the last dump, and
-    /// returns that count.
-    fn dump(&self) -> u64 {
+    /// returns that count and the dump.
+    fn dump(&self) -> (u64, PathBuf) {
         let before = self.dump_files().len();
         let status = Command::new("callgrind_control")
             .args(["-d", &self.process.id().to_string()])
@@ -82,7 +87,8 @@ impl Server {
             if files.len() > before {
                 // Give callgrind a moment to finish writing the file.
                 std::thread::sleep(Duration::from_millis(500));
-                return instructions(files.last().unwrap());
+                let dump = files.last().unwrap().clone();
+                return (instructions(&dump), dump);
             }
             assert!(Instant::now() < deadline, "no callgrind dump");
             std::thread::sleep(Duration::from_millis(100));
@@ -119,7 +125,7 @@ fn instructions(dump: &Path) -> u64 {
         .unwrap_or_else(|| panic!("no instruction count in {}", dump.display()))
 }
 
-fn subjects(connection: &redis::aio::MultiplexedConnection) -> tollgate::Result<Vec<Subject>> {
+fn subjects(connection: &redis::aio::MultiplexedConnection, entries: usize) -> tollgate::Result<Vec<Subject>> {
     let rate = Rate::per_second(AMOUNT);
     let mut subjects = vec![Subject {
         name: "floor",
@@ -142,7 +148,11 @@ fn subjects(connection: &redis::aio::MultiplexedConnection) -> tollgate::Result<
     subject!("sliding_window", "sw", SlidingWindow::new(rate)?);
     subject!("token_bucket", "tb", TokenBucket::new(AMOUNT, rate)?);
     subject!("leaky_bucket", "lb", LeakyBucket::new(AMOUNT - 1, rate)?);
-    subject!("sliding_log", "sl", SlidingLog::new(rate)?);
+    if entries == 0 {
+        subject!("sliding_log", "sl", SlidingLog::new(rate)?);
+    } else {
+        subject!("sliding_log", "sl", SlidingLog::new(Rate::per_hour(AMOUNT))?);
+    }
     Ok(subjects)
 }
 
@@ -164,12 +174,19 @@ async fn call(connection: &mut redis::aio::MultiplexedConnection, subject: &Subj
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut calls = 20_000;
     let mut only = Vec::new();
+    let mut entries = 0;
+    let mut keep = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--calls" => calls = args.next().ok_or("--calls N")?.parse()?,
             "--only" => only.push(args.next().ok_or("--only NAME")?),
-            other => return Err(format!("unknown argument {other}; usage: [--calls N] [--only NAME]...").into()),
+            "--entries" => entries = args.next().ok_or("--entries N")?.parse()?,
+            "--keep" => keep = Some(PathBuf::from(args.next().ok_or("--keep DIR")?)),
+            other => {
+                let usage = "[--calls N] [--only NAME]... [--entries N] [--keep DIR]";
+                return Err(format!("unknown argument {other}; usage: {usage}").into());
+            }
         }
     }
     let server = Server::start();
@@ -184,7 +201,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(error) => return Err(error.into()),
         }
     };
-    let subjects = subjects(&connection)?;
+    let subjects = subjects(&connection, entries)?;
     println!("instructions inside EVALSHA per call, {calls} calls over {KEYS} keys each (callgrind):");
     let mut floor = None;
     // The floor, then every script or those named by --only.
@@ -192,10 +209,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         |subject: &&Subject| subject.name == "floor" || only.is_empty() || only.iter().any(|name| name == subject.name);
     for subject in subjects.iter().filter(chosen) {
         let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(&subject.source).query_async(&mut connection).await?;
-        call(&mut connection, subject, &sha, KEYS).await;
+        let written = if subject.name == "sliding_log" { KEYS * entries.max(1) } else { KEYS };
+        call(&mut connection, subject, &sha, written).await;
         server.dump();
         call(&mut connection, subject, &sha, calls).await;
-        let per_call = server.dump() as f64 / calls as f64;
+        let (counted, dump) = server.dump();
+        if let Some(keep) = &keep {
+            std::fs::create_dir_all(keep)?;
+            std::fs::copy(&dump, keep.join(format!("{}.callgrind", subject.name)))?;
+        }
+        let per_call = counted as f64 / calls as f64;
         let floor = *floor.get_or_insert(per_call);
         println!("  {:<20} {per_call:>8.0}   {:.3}× the floor", subject.name, per_call / floor);
     }

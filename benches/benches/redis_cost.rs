@@ -194,7 +194,7 @@ fn sliding_log_by_size(runtime: &Runtime, connection: &mut MultiplexedConnection
         for _ in 0..size {
             runtime.block_on(subject.server_time(connection, 0, KEYS as u64));
         }
-        // The same keys, as they are, under the script's five commands alone.
+        // The same keys, as they are, under the script's six commands alone.
         let skeleton = Subject {
             name: "skeleton",
             script: redis::Script::new(include_str!("log_skeleton.lua")),
