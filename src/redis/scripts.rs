@@ -751,6 +751,22 @@ mod tests {
         );
     }
 
+    /// A call inlined in the body of another hands its values out through
+    /// names of its own function's, which the outer block's values do not
+    /// shadow.
+    #[test]
+    fn a_call_inlined_inside_another_keeps_the_outer_values() {
+        let files = "local function reservable(mark)\n  local next = mark + 1\n  return next\nend\n\
+                     local function admitted(k, tag)\n  local room = reservable(tag)\n  return room, k\nend\n";
+        let body = "  local room, key = admitted(k, 1)\n  return room\n";
+        assert_eq!(
+            inlined(body, files),
+            "  local admitted_1, admitted_2\n  do\n    local tag = 1\n    local reservable_1\n    do\n      \
+             local mark = tag\n      local next = mark + 1\n      reservable_1 = next\n    end\n    local room = reservable_1\n    \
+             admitted_1, admitted_2 = room, k\n  end\n  local room, key = admitted_1, admitted_2\n  return room\n"
+        );
+    }
+
     /// A function that returns values cannot be written in place of a call
     /// that drops them: its `return` would end the script.
     #[test]
