@@ -4,8 +4,9 @@
 --          in, and the units admitted there, in one of two layouts, each
 --          read whichever this limiter writes:
 --          - 17 bytes, struct_pack('>c1dd', 'f', start_us, count);
---          - compact: the decimal integer <start's whole seconds><its ms in
---            3 digits><count in 6 digits> (the start in ms, then the count),
+--          - compact (lua/compact.lua): the decimal integer <start's whole
+--            seconds><its ms in 3 digits><count in 6 digits> (the start in
+--            ms, then the count),
 --            which Redis keeps as a number in the key itself (the memory of
 --            a key holding one integer, 32 bytes less). Written when
 --            `compact` is 1, the start a whole ms and the count below 10^6;
@@ -29,19 +30,10 @@ local function decide(k, write)
       tag, stored_start, stored_count = struct_unpack('>c1dd', raw)
     end
     if tag ~= 'f' then
-      -- The compact layout: the start's whole seconds, then 9 digits: its
-      -- ms (3) and the count (6); 19 digits at most.
-      local seconds, rest
-      if #raw <= 19 then
-        seconds, rest = string.match(raw, '^(%d+)(%d%d%d%d%d%d%d%d%d)$')
-      end
-      if not seconds then
+      stored_start, stored_count = read_compact(raw)
+      if not stored_start then
         error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
       end
-      -- Digits, read by arithmetic: tonumber would parse each twice.
-      rest = rest + 0
-      stored_count = rest % 1000000
-      stored_start = (seconds + 0) * 1000000 + (rest - stored_count) / 1000
     end
     -- Integers from 0 to 2^53: in range (NaN fails every comparison), each
     -- `% 1` is from 0 to below 1, and their sum is 0 only if each is.
@@ -83,17 +75,8 @@ local function decide(k, write)
   local reply = struct_pack(REPLY, 1, amount, amount - count - cost, 0, until_next_window, 0, now_us)
   local state
   local counted = count + cost
-  local within_second = start % 1000000
-  if compact == 1 and within_second % 1000 == 0 and counted < 1000000 then
-    -- Two numbers below 2^31, each a C long even on a 32-bit Redis, where
-    -- '%d' formats one; the seconds reach 2^31 in 2038, and then go as two.
-    local seconds, rest = (start - within_second) / 1000000, within_second * 1000 + counted
-    if seconds < 2147483648 then
-      state = string.format('%d%09d', seconds, rest)
-    else
-      local low = seconds % 100000000
-      state = string.format('%d%08d%09d', (seconds - low) / 100000000, low, rest)
-    end
+  if compact == 1 and start % 1000 == 0 and counted < 1000000 then
+    state = compact_text(start, counted)
   else
     state = struct_pack('>c1dd', 'f', start, counted)
   end

@@ -1,11 +1,22 @@
 -- tollgate sliding window: the step of src/algorithm/sliding_window.rs.
 --
--- STATE: a string of 25 bytes, struct_pack('>c1ddd', 'w', start_us, current,
---          previous): the start (µs since the epoch) of the window the key
---          last admitted in, the units admitted there, and the units
---          admitted in the window before it. A start, not a window index, so
---          that a configuration with another period reads it sensibly.
--- CONFIG: amount period_us
+-- STATE: the start (µs since the epoch) of the window the key last admitted
+--          in, the units admitted there (current), and the units admitted in
+--          the window before it (previous), in one of two layouts, each read
+--          whichever this limiter writes:
+--          - 25 bytes, struct_pack('>c1ddd', 'w', start_us, current,
+--            previous);
+--          - compact (lua/compact.lua): the decimal integer <start's whole
+--            seconds><its ms in 3 digits><current in 3 digits><previous in
+--            3 digits>, which Redis keeps as a number in the key itself (the
+--            memory of a key holding one integer, 32 bytes less). Written
+--            when `compact` is 1, the start a whole ms and both counts below
+--            1 000; a version before it reads it as not its state, so a
+--            limiter writes it only when told to (docs/redis.md, "Memory per
+--            key").
+--          A start, not a window index, so that a configuration with another
+--          period reads it sensibly.
+-- CONFIG: amount period_us compact
 --   amount units in a sliding window of period_us µs, the previous aligned
 --   window's count weighted by the part of it the sliding window covers
 -- Writes   an admitted non-zero cost, with a TTL to when the weighted count
@@ -17,7 +28,7 @@
 -- amount * period_us and every duration at most 2 * period_us.
 
 local function decide(k, write)
-  local amount, period_us = config_1, config_2
+  local amount, period_us, compact = config_1, config_2, config_3
   local stored_start, stored_current, stored_previous = 0, 0, 0
   local key = KEYS[k]
   local raw = redis_call('GET', key)
@@ -27,7 +38,14 @@ local function decide(k, write)
       tag, stored_start, stored_current, stored_previous = struct_unpack('>c1ddd', raw)
     end
     if tag ~= 'w' then
-      error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
+      local counts
+      stored_start, counts = read_compact(raw)
+      if not stored_start then
+        error({err = 'TOLLGATE key ' .. k .. ': not the state of this algorithm'})
+      end
+      -- Its six digits: current, then previous.
+      stored_previous = counts % 1000
+      stored_current = (counts - stored_previous) / 1000
     end
     -- Integers from 0 to 2^53: in range (NaN fails every comparison), each
     -- `% 1` is from 0 to below 1, and their sum is 0 only if each is.
@@ -118,7 +136,13 @@ local function decide(k, write)
   if cost == 0 then
     return reply
   end
-  local state = struct_pack('>c1ddd', 'w', start, current + cost, previous)
+  local state
+  local counted = current + cost
+  if compact == 1 and start % 1000 == 0 and counted < 1000 and previous < 1000 then
+    state = compact_text(start, counted * 1000 + previous)
+  else
+    state = struct_pack('>c1ddd', 'w', start, counted, previous)
+  end
   -- The TTL, in whole ms rounded up, as the prelude says.
   local ttl_us = overlap + period_us + (now - now_us)
   local sub_ms = ttl_us % 1000

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands;
 use tollgate::{
-    Error, FailurePolicy, FixedWindow, LeakyBucket, Limit, ManualClock, Rate, RateLimiter, Redis, SlidingLog,
-    TokenBucket,
+    Algorithm, Error, FailurePolicy, FixedWindow, LeakyBucket, Limit, ManualClock, Rate, RateLimiter, Redis,
+    SlidingLog, SlidingWindow, TokenBucket,
 };
 
 use crate::support::algorithms::{collected, for_each_algorithm};
@@ -78,6 +78,39 @@ async fn a_key_is_the_prefix_the_algorithm_then_the_user_key_in_braces_holding_t
     }
 }
 
+/// `key` is kept as a number inside its object (`OBJECT ENCODING` `int`),
+/// and costs what a key of a name as long holding any one integer costs.
+async fn held_as_an_integer(redis: &mut redis::aio::MultiplexedConnection, key: &str) {
+    let encoding: String = redis::cmd("OBJECT").arg("ENCODING").arg(key).query_async(redis).await.unwrap();
+    assert_eq!(encoding, "int");
+    let integer_key = "x".repeat(key.len());
+    let () = redis.set(&integer_key, 42).await.unwrap();
+    let mut memory = Vec::new();
+    for key in [key, &integer_key] {
+        let bytes: u64 =
+            redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0).query_async(redis).await.unwrap();
+        memory.push(bytes);
+    }
+    assert_eq!(memory[0], memory[1], "{key} against {integer_key}");
+}
+
+/// A limiter of `algorithm` on `clock`, writing the compact layout if
+/// `compact`, with no deny cache: every check is Redis's.
+fn on_clock<A: Algorithm>(
+    algorithm: A,
+    compact: bool,
+    clock: &ManualClock,
+    connection: &redis::aio::MultiplexedConnection,
+) -> Redis<A, redis::aio::MultiplexedConnection> {
+    Redis::builder(algorithm)
+        .compact_state(compact)
+        .client_time(clock.clone())
+        .timeout(Duration::from_secs(5))
+        .deny_cache(false)
+        .build(connection.clone())
+        .unwrap()
+}
+
 /// `compact_state`: a fixed window's key holds one integer, the window's
 /// start in ms then its count in six digits, which Redis keeps inside the
 /// key: the memory of a key holding any one integer.
@@ -86,31 +119,60 @@ async fn a_compact_fixed_window_holds_one_integer_and_costs_what_an_integer_key_
     let Some(server) = RedisServer::start() else { return };
     let mut redis = server.connection().await;
     let clock = ManualClock::starting_at(START + Duration::from_millis(1_500));
-    let window = Redis::builder(FixedWindow::new(Rate::per_second(5)).unwrap())
-        .compact_state(true)
-        .client_time(clock.clone())
-        .timeout(Duration::from_secs(5))
-        .build(redis.clone())
-        .unwrap();
+    let window = on_clock(FixedWindow::new(Rate::per_second(5)).unwrap(), true, &clock, &redis);
     let _ = window.check_n("user:1", 2).await.unwrap();
     let key = window.redis_key("user:1");
     let state: String = redis.get(&key).await.unwrap();
     assert_eq!(state, "1700000001000000002", "the window of 1 700 000 001 s, two units");
-    let encoding: String = redis::cmd("OBJECT").arg("ENCODING").arg(&key).query_async(&mut redis).await.unwrap();
-    assert_eq!(encoding, "int");
-    let integer_key = key.replace("fw", "xx");
-    let () = redis.set(&integer_key, 42).await.unwrap();
-    let memory = |key: String| {
-        let mut redis = redis.clone();
-        async move {
-            let bytes: u64 =
-                redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0).query_async(&mut redis).await.unwrap();
-            bytes
-        }
-    };
-    assert_eq!(memory(key.clone()).await, memory(integer_key).await);
+    held_as_an_integer(&mut redis, &key).await;
     let ttl: i64 = redis.pttl(&key).await.unwrap();
     assert!(0 < ttl && ttl <= 1_500, "to the window's end, and a second in client-time mode: {ttl} ms");
+}
+
+/// `compact_state`: a sliding window's key holds one integer too, the
+/// window's start in ms then its count and the previous window's, three
+/// digits each.
+#[tokio::test]
+async fn a_compact_sliding_window_holds_one_integer_and_costs_what_an_integer_key_costs() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut redis = server.connection().await;
+    let clock = ManualClock::starting_at(START + Duration::from_millis(1_500));
+    let window = on_clock(SlidingWindow::new(Rate::per_second(5)).unwrap(), true, &clock, &redis);
+    let key = window.redis_key("user:1");
+    let _ = window.check_n("user:1", 2).await.unwrap();
+    assert_eq!(redis.get::<_, String>(&key).await.unwrap(), "1700000001000002000", "two units, none before");
+    clock.advance(Duration::from_secs(1));
+    // Half of the previous window's two still weigh: 5 - 1 - 1.
+    assert_eq!(window.check("user:1").await.unwrap().remaining(), 3);
+    assert_eq!(redis.get::<_, String>(&key).await.unwrap(), "1700000002000001002", "one unit, two before");
+    held_as_an_integer(&mut redis, &key).await;
+    let ttl: i64 = redis.pttl(&key).await.unwrap();
+    assert!(1_000 < ttl && ttl <= 2_500, "to the end of the next window, and a second in client-time mode: {ttl} ms");
+}
+
+/// Each sliding window layout is read by a limiter that writes the other,
+/// both counts carried over, and the denial the same whichever reads it.
+#[tokio::test]
+async fn either_sliding_window_layout_is_read_by_a_limiter_writing_the_other() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut redis = server.connection().await;
+    let clock = ManualClock::starting_at(START);
+    let limiter = |compact| on_clock(SlidingWindow::new(Rate::per_minute(5)).unwrap(), compact, &clock, &redis);
+    let (standard, compact) = (limiter(false), limiter(true));
+    let key = standard.redis_key("k");
+    assert_eq!(standard.check_n("k", 2).await.unwrap().remaining(), 3);
+    assert_eq!(redis.strlen::<_, usize>(&key).await.unwrap(), 25);
+    assert_eq!(compact.check_n("k", 1).await.unwrap().remaining(), 2);
+    assert_eq!(redis.get::<_, String>(&key).await.unwrap(), "1699999980000003000");
+    // The next window, 50 s in: a sixth of the previous three still weigh.
+    clock.advance(Duration::from_secs(90));
+    assert_eq!(standard.check_n("k", 2).await.unwrap().remaining(), 2);
+    assert_eq!(redis.strlen::<_, usize>(&key).await.unwrap(), 25);
+    assert_eq!(compact.check_n("k", 1).await.unwrap().remaining(), 1);
+    assert_eq!(redis.get::<_, String>(&key).await.unwrap(), "1700000040000003003");
+    let (by_standard, by_compact) = (standard.check_n("k", 3).await.unwrap(), compact.check_n("k", 3).await.unwrap());
+    assert!(!by_compact.is_allowed());
+    assert_eq!(by_standard, by_compact);
 }
 
 /// Each fixed window layout is read by a limiter that writes the other, so
@@ -120,16 +182,7 @@ async fn either_fixed_window_layout_is_read_by_a_limiter_writing_the_other() {
     let Some(server) = RedisServer::start() else { return };
     let mut redis = server.connection().await;
     let clock = ManualClock::starting_at(START);
-    let connection = redis.clone();
-    let limiter = |compact| {
-        Redis::builder(FixedWindow::new(Rate::per_minute(5)).unwrap())
-            .compact_state(compact)
-            .client_time(clock.clone())
-            .timeout(Duration::from_secs(5))
-            .deny_cache(false)
-            .build(connection.clone())
-            .unwrap()
-    };
+    let limiter = |compact| on_clock(FixedWindow::new(Rate::per_minute(5)).unwrap(), compact, &clock, &redis);
     let (standard, compact) = (limiter(false), limiter(true));
     let key = standard.redis_key("k");
     assert_eq!(standard.check_n("k", 2).await.unwrap().remaining(), 3);
@@ -143,35 +196,43 @@ async fn either_fixed_window_layout_is_read_by_a_limiter_writing_the_other() {
     assert_eq!(denied.retry_after(), Some(Duration::from_secs(40)), "the minute from 1 699 999 980 s");
 }
 
-/// Where the compact layout cannot hold the state, a compact limiter writes
-/// the standard one: a window that does not start on a whole millisecond,
-/// or a count of a million or more.
+/// Where the compact layout cannot hold a counter's state, a compact
+/// limiter writes the standard one: a window that does not start on a whole
+/// millisecond, or counts past the layout's digits (a million for the fixed
+/// window; a thousand, in the window or the one before, for the sliding
+/// window).
 #[tokio::test]
-async fn a_compact_fixed_window_writes_the_standard_layout_where_the_compact_cannot_hold_it() {
+async fn a_compact_counter_writes_the_standard_layout_where_the_compact_cannot_hold_it() {
     let Some(server) = RedisServer::start() else { return };
     let mut redis = server.connection().await;
     let clock = ManualClock::starting_at(START + Duration::from_micros(2_500));
-    let connection = redis.clone();
-    let limiter = |rate| {
-        Redis::builder(FixedWindow::new(rate).unwrap())
-            .compact_state(true)
-            .client_time(clock.clone())
-            .timeout(Duration::from_secs(5))
-            .build(connection.clone())
-            .unwrap()
-    };
     // Windows of 1.5 ms: this one starts at ...002 500 µs.
-    let short = limiter(Rate::new(10, Duration::from_micros(1_500)));
-    assert!(short.check("k").await.unwrap().is_allowed());
-    assert_eq!(redis.strlen::<_, usize>(short.redis_key("k")).await.unwrap(), 17);
+    let short = Rate::new(10, Duration::from_micros(1_500));
+    let fixed = on_clock(FixedWindow::new(short).unwrap(), true, &clock, &redis);
+    assert!(fixed.check("k").await.unwrap().is_allowed());
+    assert_eq!(redis.strlen::<_, usize>(fixed.redis_key("k")).await.unwrap(), 17);
+    let sliding = on_clock(SlidingWindow::new(short).unwrap(), true, &clock, &redis);
+    assert!(sliding.check("k").await.unwrap().is_allowed());
+    assert_eq!(redis.strlen::<_, usize>(sliding.redis_key("k")).await.unwrap(), 25);
 
-    let large = limiter(Rate::per_hour(3_000_000));
-    let key = large.redis_key("j");
-    assert_eq!(large.check_n("j", 999_999).await.unwrap().remaining(), 2_000_001);
+    let fixed = on_clock(FixedWindow::new(Rate::per_hour(3_000_000)).unwrap(), true, &clock, &redis);
+    let key = fixed.redis_key("j");
+    assert_eq!(fixed.check_n("j", 999_999).await.unwrap().remaining(), 2_000_001);
     assert!(redis.get::<_, String>(&key).await.unwrap().ends_with("999999"));
-    assert_eq!(large.check_n("j", 1).await.unwrap().remaining(), 2_000_000);
+    assert_eq!(fixed.check_n("j", 1).await.unwrap().remaining(), 2_000_000);
     assert_eq!(redis.strlen::<_, usize>(&key).await.unwrap(), 17, "a count of a million");
-    assert_eq!(large.check_n("j", 0).await.unwrap().remaining(), 2_000_000);
+    assert_eq!(fixed.check_n("j", 0).await.unwrap().remaining(), 2_000_000);
+
+    let sliding = on_clock(SlidingWindow::new(Rate::per_hour(3_000)).unwrap(), true, &clock, &redis);
+    let key = sliding.redis_key("j");
+    assert_eq!(sliding.check_n("j", 999).await.unwrap().remaining(), 2_001);
+    assert!(redis.get::<_, String>(&key).await.unwrap().ends_with("999000"));
+    assert_eq!(sliding.check_n("j", 1).await.unwrap().remaining(), 2_000);
+    assert_eq!(redis.strlen::<_, usize>(&key).await.unwrap(), 25, "a count of a thousand");
+    // The next window's first unit, with a thousand in the window before.
+    clock.advance(Duration::from_secs(3_600));
+    assert!(sliding.check("j").await.unwrap().is_allowed());
+    assert_eq!(redis.strlen::<_, usize>(&key).await.unwrap(), 25, "a thousand before");
 }
 
 /// The sliding log writes its numbers as text of its own: every digit

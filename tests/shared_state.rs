@@ -342,8 +342,8 @@ fn garbage(tag: u8, fields: usize) -> Vec<(&'static str, Garbage)> {
         ("a set", Garbage::Set),
         ("a sorted set", Garbage::SortedSet("1:1")),
     ];
-    if tag == b'f' {
-        // Digits that are not the fixed window's compact layout, <start ms><count in 6 digits>.
+    if tag == b'f' || tag == b'w' {
+        // Digits that are not a counter's compact layout, <start ms><counts in 6 digits>.
         cases.extend(
             [
                 ("six digits", "123456"),

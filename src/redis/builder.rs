@@ -191,12 +191,15 @@ impl<A: Algorithm> RedisBuilder<A> {
     }
 
     /// Writes each key in its algorithm's compact layout, where it has one
-    /// (default off). So far the fixed window has: a key then holds one
-    /// integer, which Redis keeps inside the key itself, 32 bytes less than
-    /// the standard layout (72 bytes a key, against 104; docs/redis.md,
-    /// "Memory per key"). It is written while the window starts on a whole
-    /// millisecond and counts fewer than a million units; otherwise the
-    /// standard layout is. The other algorithms write their standard layout.
+    /// (default off). The two counters have: a key then holds one integer,
+    /// which Redis keeps inside the key itself, 32 bytes less than the
+    /// standard layout (72 bytes a key, against 104; docs/redis.md, "Memory
+    /// per key"). It is written while the window starts on a whole
+    /// millisecond and its counts fit: for the
+    /// [`FixedWindow`](crate::FixedWindow), fewer than a million units; for
+    /// the [`SlidingWindow`](crate::SlidingWindow), fewer than a thousand in
+    /// the window and in the one before it. Otherwise the standard layout
+    /// is. The buckets and the sliding log write their standard layout.
     ///
     /// Every limiter of this version reads both layouts, whichever it
     /// writes. A version before it reads a compact key as

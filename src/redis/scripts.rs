@@ -103,7 +103,7 @@ fn single_source(files: &[&str], mains: &[&str], decides: bool) -> String {
 /// `decide` (lua/meter.lua's, the buckets' hot path; lua/sliding_log.lua's
 /// and the TTL's, the log's), rather than make and call them on every
 /// decision.
-const INLINED: [&str; 11] = [
+const INLINED: [&str; 13] = [
     "read_meter",
     "reservable",
     "meter_state",
@@ -115,6 +115,8 @@ const INLINED: [&str; 11] = [
     "admitted_since",
     "member",
     "commit",
+    "read_compact",
+    "compact_text",
 ];
 
 /// `body` with each call of an [`INLINED`] function that `files` defines
@@ -396,7 +398,8 @@ macro_rules! scripts {
 }
 
 /// Which of its layouts a script writes, where its algorithm has two (the
-/// fixed window's: lua/fixed_window.lua). Every script reads both.
+/// counters': lua/fixed_window.lua, lua/sliding_window.lua). Every script
+/// reads both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Layout {
     /// The layout every version reads.
@@ -414,11 +417,11 @@ macro_rules! layout_field {
 }
 
 scripts! {
-    FixedWindow: "fw", ["fixed_window.lua"], [amount, period_us] + compact;
+    FixedWindow: "fw", ["compact.lua", "fixed_window.lua"], [amount, period_us] + compact;
     SlidingLog: "sl", ["exact.lua", "sliding_log.lua"], [amount, period_us];
     TokenBucket: "tb", ["exact.lua", "meter.lua", "token_bucket.lua"], [capacity, amount, period_us], reserves;
     LeakyBucket: "lb", ["exact.lua", "meter.lua", "leaky_bucket.lua"], [capacity, amount, period_us], reserves;
-    SlidingWindow: "sw", ["exact.lua", "sliding_window.lua"], [amount, period_us];
+    SlidingWindow: "sw", ["exact.lua", "compact.lua", "sliding_window.lua"], [amount, period_us] + compact;
 }
 
 /// Where a limit keeps a user key's state: its name in a composite (none
