@@ -143,9 +143,10 @@ fn subjects(connection: &redis::aio::MultiplexedConnection, entries: usize) -> t
         }};
     }
     subject!("fixed_window", "fw", FixedWindow::new(rate)?);
-    // Its compact layout (`RedisBuilder::compact_state`), on keys of its own.
+    // The counters' compact layouts (`RedisBuilder::compact_state`), on keys of their own.
     subject!("fixed_window_compact", "fwc", FixedWindow::new(rate)?, true);
     subject!("sliding_window", "sw", SlidingWindow::new(rate)?);
+    subject!("sliding_window_compact", "swc", SlidingWindow::new(rate)?, true);
     subject!("token_bucket", "tb", TokenBucket::new(AMOUNT, rate)?);
     subject!("leaky_bucket", "lb", LeakyBucket::new(AMOUNT - 1, rate)?);
     if entries == 0 {
@@ -220,7 +221,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let per_call = counted as f64 / calls as f64;
         let floor = *floor.get_or_insert(per_call);
-        println!("  {:<20} {per_call:>8.0}   {:.3}× the floor", subject.name, per_call / floor);
+        println!("  {:<22} {per_call:>8.0}   {:.3}× the floor", subject.name, per_call / floor);
     }
     Ok(())
 }

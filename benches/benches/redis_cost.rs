@@ -12,8 +12,8 @@
 //! - Then `MEMORY USAGE` of one key of each algorithm against a string key
 //!   holding one integer, with the same key name length.
 //!
-//! `fixed_window_compact` is the fixed window writing its compact layout
-//! (`RedisBuilder::compact_state`).
+//! `fixed_window_compact` and `sliding_window_compact` are the counters
+//! writing their compact layouts (`RedisBuilder::compact_state`).
 //!
 //! Every check is admitted (a million a second per key, 10 000 keys in
 //! turn), so every call writes.
@@ -23,7 +23,9 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use redis::aio::MultiplexedConnection;
 use tokio::runtime::Runtime;
-use tollgate::{Algorithm, FixedWindow, ManualClock, Rate, RateLimiter, Redis, RedisBuilder, SlidingLog};
+use tollgate::{
+    Algorithm, FixedWindow, ManualClock, Rate, RateLimiter, Redis, RedisBuilder, SlidingLog, SlidingWindow,
+};
 
 use super::models::Spec;
 use super::redis_server::RedisServer;
@@ -110,15 +112,16 @@ fn subjects(connection: &MultiplexedConnection) -> Vec<Subject> {
         };
     }
     crate::algorithms::for_each_algorithm!(add, subjects, connection);
+    // The counters writing their compact layouts, on keys of their own: on
+    // the standard subjects', each would read the other's layout.
     let window = <FixedWindow as Spec>::with_limit(AMOUNT, PERIOD);
-    // Keys of its own: on the fixed window's, each would read the other's layout.
     let compact = Redis::builder(window).prefix("compact:").compact_state(true);
-    subjects.push(Subject::built(COMPACT_WINDOW, compact, connection));
+    subjects.push(Subject::built("fixed_window_compact", compact, connection));
+    let window = <SlidingWindow as Spec>::with_limit(AMOUNT, PERIOD);
+    let compact = Redis::builder(window).prefix("compact:").compact_state(true);
+    subjects.push(Subject::built("sliding_window_compact", compact, connection));
     subjects
 }
-
-/// The fixed window writing its compact layout (`RedisBuilder::compact_state`).
-const COMPACT_WINDOW: &str = "fixed_window_compact";
 
 /// Rounds of the interleaved comparison, and calls per subject per round.
 const ROUNDS: usize = 21;
@@ -165,7 +168,7 @@ pub(crate) fn benches(c: &mut Criterion) {
     for (index, subject) in subjects.iter().enumerate() {
         let mut ratios: Vec<f64> = (0..ROUNDS).map(|round| per_call[index][round] / per_call[0][round]).collect();
         let (us, ratio) = (median(&mut per_call[index].clone()), median(&mut ratios));
-        eprintln!("  {:<20} {us:>6.2} µs   {ratio:.3}× the floor", subject.name);
+        eprintln!("  {:<22} {us:>6.2} µs   {ratio:.3}× the floor", subject.name);
     }
 
     sliding_log_by_size(&runtime, &mut connection, &subjects[0]);
@@ -257,13 +260,14 @@ fn memory_per_key(runtime: &Runtime, connection: &mut MultiplexedConnection) {
             let integer: u64 = $runtime
                 .block_on(redis::cmd("MEMORY").arg("USAGE").arg(&plain).arg("SAMPLES").arg(0).query_async($connection))
                 .unwrap();
-            let name = if $compact { COMPACT_WINDOW } else { stringify!($name) };
+            let name = if $compact { concat!(stringify!($name), "_compact") } else { stringify!($name) };
             eprintln!(
-                "  {name:<20} {bytes:>4} bytes   (a string holding one integer, same key length: {integer} bytes; +{})",
+                "  {name:<22} {bytes:>4} bytes   (a string holding one integer, same key length: {integer} bytes; +{})",
                 bytes as i64 - integer as i64
             );
         }};
     }
     crate::algorithms::for_each_algorithm!(measure, runtime, connection, clock);
     measure!(fixed_window, FixedWindow, runtime, connection, clock, true);
+    measure!(sliding_window, SlidingWindow, runtime, connection, clock, true);
 }
