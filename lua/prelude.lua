@@ -74,9 +74,10 @@ local function invalid_state(k, why)
 end
 
 -- Writes a state string with its TTL (ms): the commit of every algorithm
--- whose state is one string.
-local function write_state(k, value, ttl)
-  redis_call('SET', KEYS[k], value, 'PX', ttl < 2147483648 and string.format('%d', ttl) or string.format('%.0f', ttl))
+-- whose state is one string, and its write in a single script, which has
+-- this body in place of the call (src/redis/scripts.rs, INLINED).
+local function write_state(k, state, ttl)
+  redis_call('SET', KEYS[k], state, 'PX', ttl < 2147483648 and string.format('%d', ttl) or string.format('%.0f', ttl))
 end
 
 local cost
@@ -89,7 +90,7 @@ local max_wait_us = nil
 -- a number passed to redis.call with '%.17g', which costs it more than the
 -- call to string.format does. '%d' formats a C long, 32 bits on a 32-bit
 -- Redis, so a TTL from 2^31 ms (24.8 days) on goes as '%.0f', exact
--- anywhere (each script writes that test in place of a call). A client
+-- anywhere (write_state; the sliding log's decimal). A client
 -- clock need not run at the server's pace (a test's manual clock does not),
 -- so in client-time mode a key is kept one second longer (ttl_extra_ms): an
 -- extra second of a state that reads as new changes no decision.

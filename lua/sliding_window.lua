@@ -151,7 +151,7 @@ local function decide(k, write)
     ttl = ttl + 1
   end
   if write then
-    redis_call('SET', key, state, 'PX', ttl < 2147483648 and string.format('%d', ttl) or string.format('%.0f', ttl))
+    write_state(k, state, ttl)
     return reply
   end
   return reply, state, ttl

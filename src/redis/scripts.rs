@@ -93,17 +93,20 @@ fn single_source(files: &[&str], mains: &[&str], decides: bool) -> String {
     }
     if decides {
         source.push_str("do\n");
-        source.push_str(&inlined(decide.expect("an algorithm's files define decide"), &files.concat()));
+        // The functions written in place are defined in the prelude (write_state) or the files.
+        let defined = format!("{PRELUDE}{}", files.concat());
+        source.push_str(&inlined(decide.expect("an algorithm's files define decide"), &defined));
         source.push_str("end\n");
     }
     without_unused_functions(source)
 }
 
 /// The functions that a single script has in place of their calls in its
-/// `decide` (lua/meter.lua's, the buckets' hot path; lua/sliding_log.lua's
-/// and the TTL's, the log's), rather than make and call them on every
-/// decision.
-const INLINED: [&str; 13] = [
+/// `decide` (the prelude's write of a state string; lua/meter.lua's, the
+/// buckets' hot path; lua/sliding_log.lua's and the TTL's, the log's;
+/// lua/compact.lua's), rather than make and call them on every decision.
+const INLINED: [&str; 14] = [
+    "write_state",
     "read_meter",
     "reservable",
     "meter_state",
@@ -706,14 +709,14 @@ mod tests {
     /// A script of one algorithm is the prelude, its files without their
     /// `decide`, lua/single.lua, then that `decide`'s body in a block: the
     /// same lines, but run once at the top of the chunk, with the meter's
-    /// functions and the sliding log's written in place of their calls; and
-    /// it makes no function at all.
+    /// functions, the sliding log's and the prelude's write written in place
+    /// of their calls; and it makes no function at all.
     #[test]
     fn a_single_script_runs_the_body_of_its_algorithms_decide_in_place_and_makes_only_the_functions_it_uses() {
         assert!(SINGLE.contains("local k, write = 1, true\n"));
         for limit in one_of_each() {
             let source = script(&limit).source();
-            let whole = files(&limit).concat();
+            let whole = format!("{PRELUDE}{}", files(&limit).concat());
             let start = whole.find(DECIDE).unwrap();
             assert_eq!(whole.matches(DECIDE).count(), 1, "{limit:?}: one decide");
             let end = start + whole[start..].find(END).unwrap() + END.len();
